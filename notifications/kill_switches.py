@@ -20,6 +20,7 @@ from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_w
 from audit.actors import changed_by
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
+from hitlproject.validation import one_line
 from hitlproject.vocabulary import as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
@@ -108,6 +109,14 @@ class SwitchMessage:
     told_because: str = ""
 
 
+# How much of a switch's reason an email's subject quotes (its body quotes all of it).
+SUBJECT_REASON = 80
+
+
+def _subject_cut(reason: str) -> str:
+    return reason if len(reason) <= SUBJECT_REASON else reason[: SUBJECT_REASON - 1] + "…"
+
+
 def _covers_said(switch: KillSwitch) -> str:
     if switch.scope == KillSwitchScope.GLOBAL:
         return "nothing"
@@ -140,7 +149,7 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
             _held_said(switch, held=held, routed=routed, now=now),
         ]
         return SwitchMessage(
-            subject=f"[HITL] Kill switch engaged on {on}: {reason}",
+            subject=f"[HITL] Kill switch engaged on {on}: {_subject_cut(one_line(reason))}",
             headline=f"Kill switch engaged on {on}",
             paragraphs=tuple(paragraphs),
             links=tuple(links),

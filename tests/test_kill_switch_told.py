@@ -213,6 +213,19 @@ def test_a_switch_engaged_and_released_at_once_tells_nobody_anything(demo_world,
     assert mailbox.messages == []
 
 
+def test_an_emails_subject_quotes_a_long_reason_cut_and_its_body_whole(demo_world, mailoutbox):
+    long = "Tracking outage " + "x" * 200
+    switch = KillSwitch.objects.create(scope="global", reason=long)
+    messages = Notification.objects.filter(kill_switch=switch, recipient__username="operator")
+    messages.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+    notifications_deliver(notification_ids=list(messages.values_list("pk", flat=True)))
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject == f"[HITL] Kill switch engaged on everything: {long[:79]}…"
+    assert "was engaged by " in email.body and f"{long}." in email.body
+
+
 def test_a_switch_over_another_account_tells_nobody_whose_routes_do_not_reach_it(demo_world):
     elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
     KillSwitch.objects.create(scope="account", account=elsewhere, reason="Acme only.")
