@@ -53,3 +53,10 @@ class ExecutorsConfig(AppConfig):
         # What approving a proposal sets going, as its executor does it, said on a bulk
         # approval's confirmation (approvals', which never imports this app).
         approval_said_reader_register(approval_said)
+
+        from executors.runner import proposals_hold_back_now
+        from policies.services import kill_switch_holder_register
+
+        # What a kill switch holds back goes back to a person as it is engaged, held as this
+        # app holds it before an attempt (policies', which never imports this app).
+        kill_switch_holder_register(proposals_hold_back_now)

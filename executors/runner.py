@@ -55,7 +55,11 @@ from approvals.models import (
 )
 from approvals.selectors import LastRound, approved_to_run_said
 from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped, agents_hold
-from approvals.services.hooks import executions_carried_out, executions_failed
+from approvals.services.hooks import (
+    executions_carried_out,
+    executions_failed,
+    proposals_sent_back,
+)
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -100,6 +104,7 @@ from hitlproject.vocabulary import (
     EXECUTION_FAILED,
     NO_SURE_ANSWER,
     PARTLY_CARRIED_OUT,
+    UNDER_WAY_STATUSES,
     attempt_numbers,
     no_sure_answer_said,
     refusal_said,
@@ -107,8 +112,9 @@ from hitlproject.vocabulary import (
 from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
 from policies.engine import guarded_risk
-from policies.models import KillSwitch, Policy
+from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
+    HeldBackNow,
     engaged_kill_switches,
     kill_switch_engaged_since,
     kill_switch_named_in,
@@ -405,6 +411,19 @@ def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> d
     return found
 
 
+def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) -> Proposal:
+    """The proposal sent back to a person because the kill switches ``holding`` hold it
+    (``_kill_switch_hold``), their findings its reason."""
+    reason = held_back_reason(" ".join(map(kill_switch_reason, holding)))
+    changes = {
+        "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
+        "guardrail_findings": _findings_with_holds(proposal, holding),
+        # Among those a guardrail sent to a person in the queue, not below clean ones.
+        "risk": guarded_risk(proposal.risk or 0),
+    }
+    return _sent_back(proposal, actor, reason, changes)
+
+
 def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> Proposal:
     """The proposal back with a person before an attempt, in a new review round (approvals of
     the earlier ones no longer count). A channel executor's round it interrupts is marked
@@ -413,13 +432,17 @@ def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> 
     current = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
     if current is not None:
         ExecutionRound.objects.filter(pk=current.pk).update(held=True, lease_until=None)
-    return proposal_transition(
+    sent_back = proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.PENDING_REVIEW,
         actor=actor,
         reason=reason,
         changes=changes,
     )
+    # Its agent was told it was approved (its callback, the submission's answer): it is told
+    # that a person must now approve it before it runs.
+    proposals_sent_back(proposals=[sent_back], actor=actor)
+    return sent_back
 
 
 @dataclass(frozen=True)
@@ -446,14 +469,7 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
     holding = _kill_switch_hold(proposal)
     if holding:
-        reason = held_back_reason(" ".join(map(kill_switch_reason, holding)))
-        changes = {
-            "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
-            "guardrail_findings": _findings_with_holds(proposal, holding),
-            # Among those a guardrail sent to a person in the queue, not below clean ones.
-            "risk": guarded_risk(proposal.risk or 0),
-        }
-        return _Checked(campaigns, before, _sent_back(proposal, actor, reason, changes))
+        return _Checked(campaigns, before, _held_back(proposal, holding, actor))
     moves = target_moves(proposal.target_snapshot, before)
     if not moves:
         return _Checked(campaigns, before)
@@ -1057,6 +1073,13 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             attempt.error = _unanswered_said(outcome.detail, executor, proposal, current, attempt)
             _attempt_saved(attempt, "failed, the last of its round")
             return _fail(proposal, attempt.error)
+        # A kill switch engaged while the request was at the channel holds it back now that
+        # the channel answered, not when its next attempt is due (up to an hour away).
+        proposal.kill_switch_engaged = True  # whether one is: asked by ``_kill_switch_hold``
+        holding = _kill_switch_hold(proposal)
+        if holding:
+            _attempt_saved(attempt, "failed; a kill switch holds the next back for a person")
+            return _held_back(proposal, holding, actor)
         _attempt_saved(attempt, "failed, to be tried again")
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
@@ -1674,6 +1697,50 @@ def _next_round_key(proposal: Proposal) -> str:
         if key.startswith(prefix) and (number := key.removeprefix(prefix)).isdecimal()
     ]
     return f"{prefix}{max(numbers, default=0) + 1}"
+
+
+def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
+    """What the kill switch ``switch``, just engaged (or moved to another scope while
+    engaged) in the caller's transaction, holds back, held back now rather than when each
+    proposal's next attempt comes (a channel's backoff, up to an hour): every approved
+    proposal it covers not yet carried out, queued or waiting between two attempts on its
+    channel, goes back to a person as the executor sends it back before an attempt
+    (``_kill_switch_hold``, ``_held_back``: a round it interrupts is held, and a person's
+    approval resumes its request, key and all). One with a request at its channel now
+    (an attempt under way) is not: the switch does not call it back, and the channel's answer
+    decides it (failed, to be tried again, it goes back to a person then). Locked as the
+    executor locks them (the proposals in id order, then their agents), so neither holds
+    what the other is about to send. Registered in this app's ``ready()`` for
+    ``policies.services.kill_switch_holds_apply``."""
+    covered = Proposal.objects.filter(status__in=UNDER_WAY_STATUSES)
+    if switch.scope == KillSwitchScope.ACCOUNT:
+        covered = covered.filter(account_id=switch.account_id)
+    elif switch.scope == KillSwitchScope.CHANNEL:
+        covered = covered.filter(account__channel=switch.channel)
+    candidates = list(covered.order_by("pk").values_list("pk", flat=True))
+    held = HeldBackNow()
+    if not candidates:
+        return held
+    actor = Actor.system("executor")
+    with transaction.atomic(), acting_as(actor):
+        locked = _locked_for_execution(candidates, skip_locked=False)
+        sending = set(
+            Execution.objects.filter(
+                proposal_id__in=[proposal.pk for proposal in locked],
+                status=ExecutionStatus.RUNNING,
+            ).values_list("proposal_id", flat=True)
+        )
+        for proposal in locked:
+            if proposal.status not in UNDER_WAY_STATUSES:
+                continue  # carried out, or moved on, while this waited for it
+            if proposal.pk in sending:
+                held.sending.append(proposal.pk)
+                continue
+            holding = _kill_switch_hold(proposal)
+            if holding:
+                _held_back(proposal, holding, actor)
+                held.held.append(proposal.pk)
+    return held
 
 
 def _hold(current: ExecutionRound, *, until) -> None:

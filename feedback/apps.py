@@ -8,7 +8,10 @@ class FeedbackConfig(AppConfig):
     def ready(self) -> None:
         from approvals.services import hooks
         from approvals.services.lifecycle import on_proposals_moved
-        from feedback.callbacks import callback_events_record_moved
+        from feedback.callbacks import (
+            callback_events_record_moved,
+            callback_events_record_sent_back,
+        )
         from feedback.selectors import agent_approval_rate
         from feedback.services import (
             feedback_record_decisions,
@@ -16,6 +19,7 @@ class FeedbackConfig(AppConfig):
             feedback_record_expiries,
             feedback_record_failures,
             feedback_record_retries,
+            feedback_record_sent_back,
             feedback_record_supersessions,
             feedback_record_withdrawals,
         )
@@ -30,4 +34,6 @@ class FeedbackConfig(AppConfig):
         hooks.proposals_expired.connect(feedback_record_expiries)
         hooks.proposals_superseded.connect(feedback_record_supersessions)
         hooks.withdrawn_for_agents.connect(feedback_record_withdrawals)
+        hooks.proposals_sent_back.connect(callback_events_record_sent_back)
+        hooks.proposals_sent_back.connect(feedback_record_sent_back)
         approval_rate_reader_register(agent_approval_rate)

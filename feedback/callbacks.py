@@ -93,22 +93,26 @@ CALLBACKS_ACTOR = Actor.system("callbacks")
 MADE = "Made, to be sent to its agent's callback URL"
 
 
-def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
+def callback_events_record(*, proposals: Iterable[Proposal], sent_back: bool = False) -> None:
     """Record an event for each proposal just moved whose agent has a callback URL, and send
     them once the transaction commits. The proposals carry their agent (as locked) and the
-    reason their move recorded in history."""
+    reason their move recorded in history. ``sent_back``: approved proposals just sent back to
+    a person before they ran (``proposal.sent_back``), which their status does not tell apart
+    from one routed to a person as it was submitted (whose agent has the answer already)."""
     now = timezone.now()
     events = [
         CallbackEvent(
             agent=proposal.agent,
             proposal=proposal,
-            type=EVENT_TYPES[proposal.status],
+            type=CallbackEventType.SENT_BACK if sent_back else EVENT_TYPES[proposal.status],
             url=proposal.agent.callback_url,
             created_at=now,
             next_attempt_at=now,
         )
         for proposal in proposals
-        if proposal.status in EVENT_TYPES and proposal.agent.callback_url and _news(proposal)
+        if (sent_back or proposal.status in EVENT_TYPES)
+        and proposal.agent.callback_url
+        and _news(proposal)
     ]
     said = _said_to_agents([event.proposal for event in events])
     for event in events:
@@ -133,6 +137,13 @@ def _news(proposal: Proposal) -> bool:
 def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:
     """The listener of every move (``approvals.services.lifecycle.on_proposals_moved``)."""
     callback_events_record(proposals=proposals)
+
+
+def callback_events_record_sent_back(*, proposals: Sequence[Proposal], actor: Actor) -> None:
+    """The listener of ``approvals.services.hooks.proposals_sent_back``: an agent told its
+    proposal was approved (``proposal.approved``) is told it went back to a person before it
+    ran, and why, so that it does not take it as running until it executes or fails."""
+    callback_events_record(proposals=proposals, sent_back=True)
 
 
 def _said_to_agents(proposals: Sequence[Proposal]) -> dict[int, str]:

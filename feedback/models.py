@@ -28,6 +28,7 @@ class FeedbackKind(models.TextChoices):
     SENT_TO_RUN_AGAIN = "sent_to_run_again", "Sent to run again by a reviewer"
     EXECUTED = "executed", "Executed after it was sent to run again"
     OUTCOME = "outcome", "Outcome reported"
+    SENT_BACK = "sent_back", "Sent back to a person before it ran"
 
 
 class OutcomeEffect(models.TextChoices):
@@ -124,6 +125,7 @@ class CallbackEventType(models.TextChoices):
     FAILED = "proposal.failed", "Execution failed"
     SUPERSEDED = "proposal.superseded", "Superseded"
     WITHDRAWN = "proposal.withdrawn", "Withdrawn by a reviewer"
+    SENT_BACK = "proposal.sent_back", "Sent back to a person before it ran"
 
 
 class DeliveryStatus(models.TextChoices):

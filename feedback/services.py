@@ -249,6 +249,21 @@ def feedback_record_retries(*, proposals: Sequence[Proposal], actor: Actor) -> l
     )
 
 
+def feedback_record_sent_back(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
+    """Approved proposals sent back to a person before they ran (a kill switch held them
+    back, a re-assessment re-routed them): their agents, told they were approved, learn that
+    a person must approve them again, and why, in the words their history has ("Held back
+    before executing: the kill switch on account demo is engaged: … A person must approve it
+    again."); the decision that follows comes as any other. Written last in the caller's
+    transaction (``_in_commit_order``)."""
+    return _each_told(
+        FeedbackKind.SENT_BACK,
+        [(proposal, proposal._said_to_agent) for proposal in proposals],
+        actor=actor,
+        why="sent back to a person before it ran",
+    )
+
+
 def feedback_record_executions(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
     """Executions carried out: of those a person had sent to run again after a failure, the
     agent learns it executed, in the words its callback has ("executed: brand-search's bid

@@ -82,7 +82,12 @@ from policies.engine import (
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines, same_scope
 from policies.reading import describe, is_invisible
-from policies.services import deciding_rule, rule_from_policy, rules_in_force
+from policies.services import (
+    deciding_rule,
+    kill_switch_holds_apply,
+    rule_from_policy,
+    rules_in_force,
+)
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -1915,7 +1920,8 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     """A switch's form says, before it is saved, how many approved proposals not yet carried
     out it would hold back for a person over each scope it could cover, counted as the
     executor holds them (every one it covers: none was approved by a person since it was
-    engaged); saved engaged, the message says how many it holds."""
+    engaged); saved engaged, it holds them back at once (``kill_switch_holds_apply``), and the
+    message says how many it held."""
 
     form = KillSwitchForm
     fieldsets = [(None, {"fields": ["scope", "account", "channel", "engaged", "reason"]})]
@@ -2029,37 +2035,42 @@ class KillSwitchAdmin(ChangeReasonAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))
+        # Engaged over another scope: what it covers now is held as if it were engaged on it.
+        moved = (
+            change and obj.engaged and bool({"scope", "account", "channel"} & {*form.changed_data})
+        )
         super().save_model(request, obj, form, change)
-        if engaging:
-            under_way = proposals_under_way()
-            scope = {
-                "account": obj.account if obj.scope == KillSwitchScope.ACCOUNT else None,
-                "channel": obj.channel,
-            }
-            held, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
-            # Named as the message after the save names it ("Kill switch on account demo").
-            on = f"Kill switch on {obj.scope_in_words()}"
-            if held:
-                said = (
-                    f"{on} holds back {how_many(held, 'approved proposal')} not yet carried "
-                    "out: each goes back to a person to approve again before it runs."
-                )
-            else:
-                said = (
-                    f"{on} holds nothing back: no approved proposal it covers was waiting to "
-                    "be carried out."
-                )
-            if sending:
-                # Its request went before the switch: the channel's answer decides it.
-                has, it = ("has", "it is") if sending == 1 else ("have", "each is")
-                said += (
-                    f" {how_many(sending, 'approved proposal')} {has} a request at its channel "
-                    f"now, which the switch does not call back: {it} carried out if the "
-                    "channel carries it out."
-                )
-            messages.add_message(
-                request, messages.WARNING if held or sending else messages.INFO, said
+        if not (engaging or moved):
+            return
+        # Held back now, in the save's transaction, not as each one's next attempt comes (a
+        # channel's backoff, up to an hour): this message, the proposals' pages, the API and
+        # the dashboard say the same thing from the moment it is saved.
+        holds = kill_switch_holds_apply(switch=obj)
+        held, sending = len(holds.held), len(holds.sending)
+        if not (engaging or held or sending):
+            return
+        # Named as the message after the save names it ("Kill switch on account demo").
+        on = f"Kill switch on {obj.scope_in_words()}"
+        if held:
+            said = (
+                f"{on} held back {how_many(held, 'approved proposal')} not yet carried out: "
+                "each is back with a person, to approve again before it runs."
             )
+        else:
+            said = (
+                f"{on} holds nothing back: no approved proposal it covers was waiting to be "
+                "carried out."
+            )
+        if sending:
+            # Its request went before the switch: the channel's answer decides it.
+            has, it = ("has", "it is") if sending == 1 else ("have", "each is")
+            said += (
+                f" {how_many(sending, 'approved proposal')} {has} a request at its channel now, "
+                f"which the switch does not call back: {it} carried out if the channel carries "
+                "it out, and goes back to a person if the channel answers that it may be tried "
+                "again."
+            )
+        messages.add_message(request, messages.WARNING if held or sending else messages.INFO, said)
 
 
 @admin.register(BrandGuidelines)

@@ -79,6 +79,36 @@ def channel_refusals_register(reader: Callable[..., list[str]]) -> None:
     _channel_refusals = reader
 
 
+@dataclass
+class HeldBackNow:
+    """What a kill switch just engaged held back at once (``kill_switch_holds_apply``), by
+    proposal id: ``held``, approved proposals not yet carried out, sent back to a person;
+    ``sending``, those with a request at their channel, which the switch does not call back."""
+
+    held: list[int] = field(default_factory=list)
+    sending: list[int] = field(default_factory=list)
+
+
+# Holding back what a kill switch covers is the executor's (it sends approved proposals back
+# to a person before an attempt): the executors app registers it in its ready(), so that
+# policies never imports it. Called with switch=.
+_kill_switch_holder: Callable[..., HeldBackNow] | None = None
+
+
+def kill_switch_holder_register(holder: Callable[..., HeldBackNow]) -> None:
+    global _kill_switch_holder
+    _kill_switch_holder = holder
+
+
+def kill_switch_holds_apply(*, switch: KillSwitch) -> HeldBackNow:
+    """What ``switch``, engaged (or moved while engaged) in the caller's transaction, holds
+    back, held back now: the save that engages it, the proposals' pages, the API and the
+    dashboard then say the same thing at once, not after each proposal's next attempt."""
+    if _kill_switch_holder is None or not switch.engaged:
+        return HeldBackNow()
+    return _kill_switch_holder(switch=switch)
+
+
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
         policy_id=policy.id,  # a historical record's pk is its history id

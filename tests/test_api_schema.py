@@ -86,6 +86,7 @@ def test_the_schema_names_the_values_of_every_vocabulary_an_answer_uses(schema):
         "sent_to_run_again",
         "executed",
         "outcome",
+        "sent_back",
     ]
     reasons = [
         "off_brand",

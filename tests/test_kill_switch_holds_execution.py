@@ -6,6 +6,7 @@ attempt checks what the first one does: a guardrail set since fails it, a target
 sends it back for review."""
 
 import html
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -36,6 +37,7 @@ from tests.conftest import (
 )
 from tests.factories import evaluated
 from tests.test_console_shows_what_happened import status_line
+from tests.test_told_nobody import counted_and_listed
 from tests.test_unanswered_attempts import retry_warning
 
 OUTAGE = "Tracking outage: nothing runs unseen."
@@ -821,8 +823,8 @@ def test_engaging_a_switch_says_how_many_approved_proposals_it_will_hold_before_
     )
     said = [str(message) for message in saved.context["messages"]]
     assert (
-        "Kill switch on account demo holds back 2 approved proposals not yet carried out: "
-        "each goes back to a person to approve again before it runs."
+        "Kill switch on account demo held back 2 approved proposals not yet carried out: "
+        "each is back with a person, to approve again before it runs."
     ) in said
 
     for proposal in (auto, approved):
@@ -874,7 +876,8 @@ def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_h
     assert (
         "Kill switch on account demo holds nothing back: no approved proposal it covers was "
         "waiting to be carried out. 1 approved proposal has a request at its channel now, "
-        "which the switch does not call back: it is carried out if the channel carries it out."
+        "which the switch does not call back: it is carried out if the channel carries it out, "
+        "and goes back to a person if the channel answers that it may be tried again."
     ) in seen["said"], seen["said"]
 
 
@@ -895,3 +898,110 @@ def test_an_auditor_reads_a_kill_switch_and_changes_nothing(login):
     refused = auditor.post(url, {"scope": "account", "engaged": "on", "reason": "x"})
     assert refused.status_code == 403
     assert KillSwitch.objects.get(pk=switch.pk).engaged is False
+
+
+def engaged_in_the_console(owner, reason: str = OUTAGE) -> list[str]:
+    """A policy owner engages a kill switch on account demo in the console: the messages the
+    save answers with."""
+    saved = owner.post(
+        "/admin/policies/killswitch/add/",
+        {
+            "scope": "account",
+            "account": Account.objects.get(external_id="demo").pk,
+            "engaged": "on",
+            "reason": reason,
+            "change_reason": "Incident 9.",
+        },
+        follow=True,
+    )
+    assert saved.status_code == 200
+    return [str(message) for message in saved.context["messages"]]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_saved(
+    channel, callback_endpoint, login, agent_client
+):
+    """An auto-approved bid's endpoint answered 503 and asked for ten minutes' wait; a policy
+    owner engages a kill switch on its account. The save said "holds back 1 approved proposal
+    …: each goes back to a person", while for the whole backoff its page still read
+    "Executing · Attempt 1 … failed …; attempt 2 is due at …", the API said executing, the
+    dashboard's "Waiting for a person now" left it out, and its agent, told it was approved,
+    heard nothing: it went back to a person only when attempt 2 was due. Now it goes back as
+    the switch is saved, and every reader says so at once; approved again, it resumes its
+    round's request, key and all."""
+    endpoint = channel(503, 200, retry_after="600")
+    told = callback_endpoint(200, 200, 200, 200)
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    wait_until(lambda: proposal.executions.filter(status="failed").exists())
+    due = ExecutionRound.objects.get(proposal=proposal).lease_until
+    assert due > timezone.now() + timedelta(minutes=9)
+    owner = login("policy-owner")
+
+    said = engaged_in_the_console(owner)
+
+    page = owner.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert status_line(page).startswith("Pending review · 0 of 1 approval"), status_line(page)
+    assert HELD in html.unescape(page.text)
+    optimizer = agent_client("optimizer")
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["status"] == "pending_review"
+    assert answer["verdict"]["reasons"][0] == HELD
+    waiting, listed_ids = counted_and_listed(login("operator"), "queue-depth")
+    assert (waiting, listed_ids) == (1, [proposal.pk])
+    assert (
+        "Kill switch on account demo held back 1 approved proposal not yet carried out: each "
+        "is back with a person, to approve again before it runs."
+    ) in said, said
+    # Its agent, told it was approved, is told it went back to a person, and why.
+    feedback = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert [(f["kind"], f["note"]) for f in feedback if f["proposal"] == proposal.pk] == [
+        ("sent_back", HELD)
+    ]
+    wait_until(lambda: len(told.received) >= 2)
+    events = [json.loads(request["body"]) for request in told.received]
+    assert [(e["type"], e["proposal"]["status"]) for e in events] == [
+        ("proposal.approved", "approved"),
+        ("proposal.sent_back", "pending_review"),
+    ]
+    assert events[1]["reason"] == HELD
+    # Nothing more went to the channel; the round is held, its request kept for a person.
+    held_round = ExecutionRound.objects.get(proposal=proposal)
+    assert held_round.held and held_round.lease_until is None
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+    assert keys(endpoint) == [f"hitl-proposal-{proposal.pk}-1"] * 2  # the same request, once
+    assert bid() == Decimal("2.12")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_switch_engaged_while_a_request_is_at_the_channel_holds_it_once_the_channel_answers(
+    channel, login
+):
+    """Engaged while attempt 1's request is at the endpoint, which answers 503 and asks for
+    ten minutes: the switch does not call the request back, and the save says so; once the
+    answer is recorded, the action goes back to a person at once, not ten minutes later."""
+    endpoint = channel(503, retry_after="600")
+    owner = login("policy-owner")
+    said = []
+    endpoint.while_first_request = lambda: said.extend(engaged_in_the_console(owner))
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "pending_review", 10)
+
+    assert (
+        "Kill switch on account demo holds nothing back: no approved proposal it covers was "
+        "waiting to be carried out. 1 approved proposal has a request at its channel now, "
+        "which the switch does not call back: it is carried out if the channel carries it out, "
+        "and goes back to a person if the channel answers that it may be tried again."
+    ) in said, said
+    held = Proposal.objects.get(pk=proposal.pk)
+    assert held.verdict_reasons[0] == HELD
+    assert [e.status for e in held.executions.all()] == ["failed"]
+    assert len(endpoint.received) == 1
+    assert ExecutionRound.objects.get(proposal=proposal).held

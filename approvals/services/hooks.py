@@ -61,3 +61,7 @@ reviews_restarted = Hook("an edit started waiting proposals' review again")
 # proposals=, actor=: waiting proposals a reviewer withdrew for their agents (their
 # ``withdrawal_note`` says why, if the reviewer did).
 withdrawn_for_agents = Hook("a reviewer withdrew waiting proposals for their agents")
+# proposals=, actor=: approved proposals sent back to a person before they ran (a kill switch
+# held them back, or a re-assessment re-routed them), each waiting for a person again, its
+# ``_said_to_agent`` why.
+proposals_sent_back = Hook("approved proposals sent back to a person before they ran")

@@ -1,7 +1,8 @@
 """The receiving end of the platform's callbacks: when an agent has a callback URL, each
 decision on and execution of its proposals is POSTed there as JSON, with ``X-HITL-Event``
 (``proposal.approved``, ``.rejected``, ``.blocked``, ``.expired``, ``.executed``,
-``.failed``, ``.superseded``, ``.withdrawn`` by a reviewer), ``X-HITL-Delivery`` (the
+``.failed``, ``.superseded``, ``.withdrawn`` by a reviewer; ``.sent_back`` when one approved
+to run went back to a person before it ran), ``X-HITL-Delivery`` (the
 event's id, the body's ``id`` too: delivery is at least once, so drop one seen before, by
 the body's ``id``, which the signature covers) and ``X-HITL-Signature: t=<unix time>,v1=<hex>``, the
 HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"``.

@@ -481,8 +481,10 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "expired, superseded (diff: the value you saw and the value now), failed (note: "
             "the execution's error), sent_to_run_again (a reviewer sent a failed execution "
             "to run again: do not propose it again yourself), then executed (note: what it "
-            "changed) or failed again, outcome (what a person measured after). Pass the "
-            "resume value from the last call to read only what is new; wait_seconds > 0 "
+            "changed) or failed again, outcome (what a person measured after), sent_back (an "
+            "action approved to run went back to a person before it ran, a kill switch or a "
+            "re-assessment; note says why: wait for their decision, do not propose it again). "
+            "Pass the resume value from the last call to read only what is new; wait_seconds > 0 "
             "waits that long for something new when there is nothing yet."
         )
     )

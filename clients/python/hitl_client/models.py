@@ -465,7 +465,9 @@ class Feedback:
     review window closed, and with how many approvals), superseded (``diff``:
     the value seen and the value now), failed (``note``: the error), sent_to_run_again (a
     reviewer sent a failed execution to run again), executed (after that: ``note`` says what
-    it changed), or outcome (``outcome``)."""
+    it changed), outcome (``outcome``), or sent_back (approved to run, it went back to a
+    person before it ran: a kill switch held it back, or a re-assessment re-routed it;
+    ``note`` says why)."""
 
     id: int
     proposal: int
