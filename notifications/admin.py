@@ -581,7 +581,10 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.display(description="review round")
     def review_round_said(self, notification: Notification) -> str:
         """Which of its proposal's review rounds it told of; a failure of a proposal its
-        policy let run had none (round 0 is no round: it never waited for a person)."""
+        policy let run had none (round 0 is no round: it never waited for a person); nor had
+        a message about a kill switch, which is about no proposal."""
+        if notification.kill_switch_id is not None:
+            return "none: a message about a kill switch, not about a proposal"
         if notification.review_round == 0:
             return "none: its policy let it run without a person"
         return str(notification.review_round)

@@ -431,11 +431,13 @@ def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
     return figures
 
 
-def switch_told_said(switch_id: int, *, since: datetime) -> str:
+def switch_told_said(switch_id: int, *, since: datetime, named: Sequence[str] = ()) -> str:
     """Who was told that a kill switch was engaged, at its last engaging (``since``), by its
     messages in the outbox: "Told: operator and policy-owner.", "Being told: operator.",
-    "Not told: auditor (their message was not sent: …; see the outbox)."; "Nobody was told it
-    is engaged: no active route names anyone for what it covers." where none was written."""
+    "Not told: auditor (see the outbox)."; where none was written, why: "Nobody was told it
+    is engaged: no active route names anyone for what it covers.", or, where the routes for
+    what it covers name people (``named``, their usernames), that none of them has a channel
+    to be told on."""
     messages = list(
         Notification.objects.filter(
             kill_switch_id=switch_id,
@@ -445,6 +447,12 @@ def switch_told_said(switch_id: int, *, since: datetime) -> str:
         .select_related("recipient")
         .order_by("recipient__username", "pk")
     )
+    if not messages and named:
+        return (
+            f"Nobody was told it is engaged: the routes for what it covers name "
+            f"{and_joined(list(named))}, {'who has' if len(named) == 1 else 'who have'} no "
+            "channel to be told on (none chosen, or email without an address)."
+        )
     if not messages:
         return "Nobody was told it is engaged: no active route names anyone for what it covers."
     told, coming, not_told = {}, {}, {}

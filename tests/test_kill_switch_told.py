@@ -238,3 +238,37 @@ def test_a_switch_over_another_account_tells_nobody_whose_routes_do_not_reach_it
         "operator",
         "policy-owner",
     ]
+
+
+def test_the_dashboard_does_not_say_no_route_names_anyone_where_those_named_have_no_channel(
+    login,
+):
+    """The routes reaching the switch name the operators and the policy owners, none of whom
+    has a channel to be told on (no email address, none chosen): nobody was told, and the
+    dashboard says why as it is, not that no route names anyone."""
+    get_user_model().objects.exclude(username="auditor").update(email="")
+    KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    assert not Notification.objects.exists()
+
+    said = switch_on_dashboard(login)
+
+    assert said.endswith(
+        "Nobody was told it is engaged: the routes for what it covers name operator and "
+        "policy-owner, who have no channel to be told on (none chosen, or email without an "
+        "address)."
+    ), said
+
+
+def test_a_switch_messages_page_says_it_told_of_no_review_round(demo_world, login):
+    """A message about a kill switch is about no proposal: its page does not say its
+    proposal's policy let it run without a person."""
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    told = Notification.objects.filter(kill_switch=switch).first()
+
+    page = login("auditor").get(f"/admin/notifications/notification/{told.pk}/change/")
+
+    shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+    assert "its policy let it run without a person" not in shown
+    assert "Review round: none: a message about a kill switch, not about a proposal" in shown

@@ -1,5 +1,6 @@
 from django import template
 
+from notifications.kill_switches import switch_recipients
 from notifications.selectors import ToldNobody, switch_told_said, told_nobody_counts
 
 register = template.Library()
@@ -15,5 +16,11 @@ def told_nobody_now() -> ToldNobody:
 @register.simple_tag
 def told_of_switch(engaged) -> str:
     """Who was told that an engaged kill switch (``policies.services.EngagedKillSwitch``) was
-    engaged, as the dashboard says it beside it (``switch_told_said``)."""
-    return switch_told_said(engaged.switch.pk, since=engaged.since)
+    engaged, as the dashboard says it beside it (``switch_told_said``), naming whom the routes
+    meeting it name where nobody was told (``switch_recipients``)."""
+    named = {
+        user.pk: user.get_username()
+        for _, users in switch_recipients(engaged.switch)
+        for user in users
+    }
+    return switch_told_said(engaged.switch.pk, since=engaged.since, named=sorted(named.values()))
