@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -34,7 +34,6 @@ from django.utils import timezone
 from approvals.models import (
     Agent,
     Decision,
-    DecisionOutcome,
     Proposal,
     ProposalStatus,
     WithdrawnBy,
@@ -59,7 +58,7 @@ from feedback.models import (
     attempts_spent,
     sent_again_note,
 )
-from feedback.services import round_notes
+from feedback.services import decision_notes
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
 from hitlproject.queueing import after_commit, enqueue_after_commit, send_each
@@ -148,28 +147,44 @@ def callback_events_record_sent_back(*, proposals: Sequence[Proposal], actor: Ac
 
 def _said_to_agents(proposals: Sequence[Proposal]) -> dict[int, str]:
     """What each move says to its agent (its event's ``reason``), by proposal id: the move's
-    own words; for a rejection after others approved it in its round (a two-person rule's
-    first approval), with what each person of the round decided and wrote under them, as
-    its feedback's note says it (``round_notes``). "rejected by a reviewer: Too aggressive"
-    alone read as if nobody had agreed with the agent."""
+    own words; for a decision that settled a proposal (a rejection, or the approval that let
+    it run), with what each person of its round decided and wrote, a line each, as
+    ``decision_notes`` says it: "rejected by a reviewer: Too aggressive" alone read as if
+    nobody had agreed with the agent, and "rejected by a reviewer: Other" dropped the one
+    thing the reviewer wrote to say why."""
     said = {proposal.pk: proposal._said_to_agent for proposal in proposals}
-    rejected = {
-        proposal.pk: proposal
+    decided_at = {
+        proposal.pk: _decided_at(proposal)
         for proposal in proposals
-        if proposal.status == ProposalStatus.REJECTED and proposal.required_approvals > 1
+        if proposal.status == ProposalStatus.REJECTED
+        or (proposal.status == ProposalStatus.APPROVED and proposal.approvals_this_round)
     }
-    if not rejected:
+    if not decided_at:
         return said
-    rejections = list(
-        Decision.objects.filter(proposal_id__in=rejected, outcome=DecisionOutcome.REJECT)
-    )
-    for rejection in rejections:
-        rejection.proposal = rejected[rejection.proposal_id]
-    ending = {r.pk: r for r in rejections if r.review_round == r.proposal.review_round}
-    for rejection_id, note in round_notes(list(ending.values())).items():
-        proposal_id = ending[rejection_id].proposal_id
+    by_id = {proposal.pk: proposal for proposal in proposals}
+    ending = []
+    for decision in Decision.objects.filter(proposal_id__in=decided_at):
+        proposal = by_id[decision.proposal_id]
+        # The decision that made this move, not an earlier one of its round (a failed
+        # proposal sent to run again is approved again, by no new decision).
+        if decision.review_round == proposal.review_round and (
+            decision.created_at == decided_at[proposal.pk]
+        ):
+            decision.proposal = proposal
+            ending.append(decision)
+    by_decision = {decision.pk: decision.proposal_id for decision in ending}
+    for decision_id, note in decision_notes(ending).items():
+        proposal_id = by_decision[decision_id]
         said[proposal_id] = f"{said[proposal_id]}\n{note}"
     return said
+
+
+def _decided_at(proposal: Proposal) -> datetime | None:
+    """When the decision that made its move was made: the move's own time (a decision's
+    record and the proposal it settles are written at one instant)."""
+    if proposal.status == ProposalStatus.REJECTED:
+        return proposal.decided_at
+    return proposal.approved_at
 
 
 def _body(event: CallbackEvent, reason: str) -> dict:

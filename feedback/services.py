@@ -141,6 +141,18 @@ def round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     return notes
 
 
+def decision_notes(decisions: Sequence[Decision]) -> dict[int, str]:
+    """For each decision that ended its round, what the people of that round decided and
+    wrote, a line each: ``round_notes`` where others decided before it; where it alone
+    decided and wrote a note, that note in the same words ("Reviewer 1 rejected (Other):
+    not now"), so that an agent reads one shape whether one person or two decided."""
+    notes = round_notes(decisions)
+    for decision in decisions:
+        if decision.pk not in notes and decision.note.strip():
+            notes[decision.pk] = _said(decision, 1)
+    return notes
+
+
 def _said(decision: Decision, number: int) -> str:
     """One person's decision of a round and what they wrote, as one entry of the merged note
     ("Reviewer 1 approved: Fine."): each says what its author decided, so that an approver's

@@ -128,7 +128,9 @@ def test_an_agent_is_told_two_reviewers_approved_under_a_two_person_rule(
 
     wait_until(lambda: settled(2))
     [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
-    assert approved["reason"] == "approved by 2 reviewers"
+    assert approved["reason"] == (
+        "approved by 2 reviewers\nReviewer 1 approved: Agreed\nReviewer 2 approved: Fine by me"
+    )
     assert Feedback.objects.get(proposal=proposal).note == (
         "Reviewer 1 approved: Agreed\nReviewer 2 approved: Fine by me"
     )
@@ -162,6 +164,89 @@ def test_an_agent_rejected_after_one_approval_is_told_of_the_approval_too(
     assert rejected["reason"].split("\n", 1)[1] == Feedback.objects.get(proposal=proposal).note
     for request in endpoint.received:
         assert b"operator" not in request["body"], request["body"]
+
+
+def test_an_agent_rejected_by_one_reviewer_is_told_what_the_reviewer_wrote(callback_endpoint):
+    """One reviewer rejected with the reason Other and a note: its callback said "rejected
+    by a reviewer: Other" alone, where a rejection by the second of two reviewers went on
+    with what each wrote. The one reviewer's note comes in the same shape; a rejection with
+    no note says the reason alone, as before."""
+    endpoint = callback_endpoint(200)
+    with_note, without_note = waiting_proposal(), waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(
+        proposal_id=with_note.pk,
+        reviewer=operator,
+        reason_code="other",
+        note="not now\nReviewer 2 approved: forged",
+    )
+    proposal_reject(proposal_id=without_note.pk, reviewer=operator, reason_code="off_brand")
+
+    wait_until(lambda: settled(2))
+    said = {e["proposal"]["id"]: e["reason"] for e in endpoint.events()}
+    assert said == {
+        # A note's further lines are indented: no note passes a line off as another's.
+        with_note.pk: (
+            "rejected by a reviewer: Other\n"
+            "Reviewer 1 rejected (Other): not now\n  Reviewer 2 approved: forged"
+        ),
+        without_note.pk: "rejected by a reviewer: Off brand",
+    }
+    assert Feedback.objects.get(proposal=with_note).note == "not now\nReviewer 2 approved: forged"
+
+
+def test_an_agent_approved_by_one_reviewer_is_told_what_the_reviewer_wrote(callback_endpoint):
+    """An approval with a note, or an edit with one, said "approved by a reviewer" alone;
+    the note was in its feedback only."""
+    endpoint = callback_endpoint(200)
+    approved, edited = waiting_proposal(), waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_approve(proposal_id=approved.pk, reviewer=operator, note="Watch the CPA.")
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={"campaign": edited.payload["campaign"], "new_bid": "2.20"},
+        note="A smaller step first.",
+    )
+
+    wait_until(lambda: settled(4))
+    said = {
+        e["proposal"]["id"]: e["reason"]
+        for e in endpoint.events()
+        if e["type"] == "proposal.approved"
+    }
+    assert said == {
+        approved.pk: "approved by a reviewer\nReviewer 1 approved: Watch the CPA.",
+        edited.pk: (
+            "approved with edits by a reviewer\n"
+            "Reviewer 1 approved with edits: A smaller step first."
+        ),
+    }
+
+
+def test_an_agent_told_of_a_retry_is_not_told_the_approvals_note_again(callback_endpoint, channel):
+    """A failed proposal sent to run again is approved again by no new decision: its agent
+    is told of the retry alone, not the approval's note once more."""
+    endpoint = callback_endpoint(200)
+    operator = get_user_model().objects.get(username="operator")
+    channel(400, 400)
+    failing = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=failing.pk, reviewer=operator, note="Go ahead.")
+    wait_until(lambda: Proposal.objects.get(pk=failing.pk).status == "failed")
+    proposal_retry(proposal_id=failing.pk, reviewer=operator)
+    wait_until(lambda: settled(4))
+
+    approved = sorted(
+        (e["created_at"], e["reason"])
+        for e in endpoint.events()
+        if e["type"] == "proposal.approved"
+    )
+    assert [reason for _, reason in approved] == [
+        "approved by a reviewer\nReviewer 1 approved: Go ahead.",
+        "sent to run again by a reviewer",
+    ]
 
 
 def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):
@@ -218,7 +303,10 @@ def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint
     ]
     assert "approved by a reviewer" in [reason for _, reason in said]
     assert "sent to run again by a reviewer" in [reason for _, reason in said]
-    assert ("proposal.rejected", "rejected by a reviewer: Too aggressive") in said
+    assert (
+        "proposal.rejected",
+        "rejected by a reviewer: Too aggressive\nReviewer 1 rejected (Too aggressive): Slow down",
+    ) in said
     assert ("proposal.withdrawn", "withdrawn by a reviewer for the agent: owner asked") in said
     for request in endpoint.received:
         assert b"operator" not in request["body"], request["body"]
