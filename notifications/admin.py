@@ -74,6 +74,7 @@ from notifications.selectors import (
     sent_with,
     told_nobody,
     told_nobody_counts,
+    told_not_yet,
     undecidable_by_group,
 )
 from notifications.services import (
@@ -738,8 +739,9 @@ TOLD_NOBODY_LISTED = frozenset({ProposalStatus.PENDING_REVIEW, ProposalStatus.FA
 
 
 class ToldNobodyFilter(KnownValuesOnly, admin.SimpleListFilter):
-    """The queue, or the failed executions, that reached nobody (``told_nobody``): what the
-    dashboard and the routes list count, each linking here."""
+    """The queue, or the failed executions, that reached nobody (``told_nobody``), or that
+    nobody was told of yet, a message on its way (``told_not_yet``): what the dashboard and
+    the routes list count, each linking here."""
 
     title = "who was told"
     parameter_name = "told"
@@ -749,12 +751,14 @@ class ToldNobodyFilter(KnownValuesOnly, admin.SimpleListFilter):
             # Only a proposal that waits, or whose execution failed, is told of: offered
             # nowhere else, and a ``told`` a link carries there is let be (as ``due`` is).
             return []
-        return [("nobody", "Nobody")]
+        return [("nobody", "Nobody"), ("not_yet", "Nobody yet: a message is on its way")]
 
     def queryset(self, request, queryset):
         self.refuse_unknown(self.value())
         if self.value() == "nobody":
             return queryset.filter(told_nobody(timezone.now()))
+        if self.value() == "not_yet":
+            return queryset.filter(told_not_yet(timezone.now()))
         return queryset
 
 

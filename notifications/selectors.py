@@ -281,32 +281,39 @@ def overdue_at(now: datetime) -> Q:
     return Q(due_at__lte=now)
 
 
-def reached_someone() -> Q:
-    """A message that went to its person, is on its way (to be sent, or held for a digest or
-    to go with other failures) or may have gone (an attempt interrupted before its sender
-    recorded it): not one given up, nor one not sent (its person deactivated, say)."""
-    return Q(
-        status__in=[NotificationStatus.SENT, NotificationStatus.PENDING, NotificationStatus.HELD]
-    ) | Q(
-        status__in=[NotificationStatus.NOT_SENT, NotificationStatus.FAILED],
+def may_have_told() -> Q:
+    """A message that went to its person, or may have gone (an attempt interrupted before its
+    sender recorded it)."""
+    return Q(status=NotificationStatus.SENT) | Q(
+        status__in=[
+            NotificationStatus.NOT_SENT,
+            NotificationStatus.FAILED,
+            NotificationStatus.PENDING,
+        ],
         log__icontains=INTERRUPTED,
     )
+
+
+def on_its_way() -> Q:
+    """A message not sent yet that is still to go: to be sent, or held for a digest or to go
+    with other failures."""
+    return Q(status__in=[NotificationStatus.PENDING, NotificationStatus.HELD])
+
+
+def reached_someone() -> Q:
+    """A message that went to its person, may have gone, or is on its way: not one given up,
+    nor one not sent (its person deactivated, say)."""
+    return may_have_told() | on_its_way()
 
 
 # The messages that tell a person a proposal waits in a review round (not an update of one).
 TOLD_IT_WAITS = (NotificationKind.WAITING, NotificationKind.REMINDER, NotificationKind.ESCALATION)
 
 
-def told_nobody(now: datetime) -> Q:
-    """The proposals that reached nobody: one waiting for a person (within its review window:
-    one past it no longer waits, ``Proposal.objects.overdue``) of which no message of its
-    current review round reached anyone (``reached_someone``; an edit that started its
-    review again, or a kill switch that sent it back to people, began a new round, told
-    afresh); one whose execution failed (not sent to run again since) of whose failure no
-    message reached anyone, a failure before a person's retry being another's. The one
-    definition: the dashboard's and the routes list's counts (``told_nobody_counts``) and the
-    proposal list's "Who was told: Nobody" (``notifications.admin.ToldNobodyFilter``)."""
-    reached = Notification.objects.filter(reached_someone(), proposal=OuterRef("pk"))
+def _told_now(messages: Q) -> tuple[Exists, Exists]:
+    """Whether a proposal has such ``messages`` of its current review round (that it waits, a
+    reminder, an escalation), and of its last failure."""
+    reached = Notification.objects.filter(messages, proposal=OuterRef("pk"))
     told_it_waits = reached.filter(review_round=OuterRef("review_round"), kind__in=TOLD_IT_WAITS)
     # Each failure is told as it is recorded, after it was last approved to run (a retry
     # approves it anew); one approved before that was recorded (null) has had one failure.
@@ -314,26 +321,65 @@ def told_nobody(now: datetime) -> Q:
         kind=NotificationKind.FAILED,
         created_at__gte=Coalesce(OuterRef("approved_at"), OuterRef("created_at")),
     )
-    waiting = Q(status=ProposalStatus.PENDING_REVIEW) & ~Q(review_expires_at__lte=now)
-    return (waiting & ~Exists(told_it_waits)) | (
-        Q(status=ProposalStatus.FAILED) & ~Exists(told_it_failed)
+    return Exists(told_it_waits), Exists(told_it_failed)
+
+
+def _waiting(now: datetime) -> Q:
+    return Q(status=ProposalStatus.PENDING_REVIEW) & ~Q(review_expires_at__lte=now)
+
+
+def told_nobody(now: datetime) -> Q:
+    """The proposals that reached nobody: one waiting for a person (within its review window:
+    one past it no longer waits, ``Proposal.objects.overdue``) of which no message of its
+    current review round reached anyone or is on its way (``reached_someone``; an edit that
+    started its review again, or a kill switch that sent it back to people, began a new
+    round, told afresh); one whose execution failed (not sent to run again since) of whose
+    failure no message did, a failure before a person's retry being another's. The one
+    definition: the dashboard's and the routes list's counts (``told_nobody_counts``) and the
+    proposal list's "Who was told: Nobody" (``notifications.admin.ToldNobodyFilter``)."""
+    told_it_waits, told_it_failed = _told_now(reached_someone())
+    return (_waiting(now) & ~told_it_waits) | (Q(status=ProposalStatus.FAILED) & ~told_it_failed)
+
+
+def told_not_yet(now: datetime) -> Q:
+    """The proposals, waiting or failed as ``told_nobody`` reads them, of which no message
+    reached anyone yet but one is on its way (held for a digest, or to go with other
+    failures, or about to be sent): nobody was told of them yet, and somebody will be. The
+    dashboard counted them as told; it now says them apart, linked to the proposal list's
+    "Who was told: Not yet"."""
+    went_waits, went_failed = _told_now(may_have_told())
+    coming_waits, coming_failed = _told_now(on_its_way())
+    return (_waiting(now) & ~went_waits & coming_waits) | (
+        Q(status=ProposalStatus.FAILED) & ~went_failed & coming_failed
     )
 
 
 @dataclass(frozen=True)
 class ToldNobody:
-    """How many proposals reached nobody now (``told_nobody``): waiting, and failed."""
+    """How many proposals reached nobody now (``told_nobody``): waiting, and failed; and how
+    many nobody was told of yet, a message about them on its way (``told_not_yet``)."""
 
     waiting: int
     failed: int
+    waiting_not_yet: int
+    failed_not_yet: int
 
 
-def told_nobody_counts() -> ToldNobody:
-    counts = Proposal.objects.filter(told_nobody(timezone.now())).aggregate(
+def _by_status(proposals: Q) -> dict[str, int]:
+    return Proposal.objects.filter(proposals).aggregate(
         waiting=Count("pk", filter=Q(status=ProposalStatus.PENDING_REVIEW)),
         failed=Count("pk", filter=Q(status=ProposalStatus.FAILED)),
     )
-    return ToldNobody(**counts)
+
+
+def told_nobody_counts() -> ToldNobody:
+    now = timezone.now()
+    not_yet = _by_status(told_not_yet(now))
+    return ToldNobody(
+        **_by_status(told_nobody(now)),
+        waiting_not_yet=not_yet["waiting"],
+        failed_not_yet=not_yet["failed"],
+    )
 
 
 def due_said(due_at: datetime | None, now: datetime) -> str:

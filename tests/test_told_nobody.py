@@ -19,6 +19,7 @@ from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import INTERRUPTED
 from ledger.models import Account
+from notifications.digests import notifications_send_digests
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.services import notifications_deliver
 from policies.models import Policy
@@ -136,6 +137,58 @@ def test_what_waits_or_failed_on_an_account_no_route_names_is_counted_and_listed
     assert "A route made since tells of those that come after it, not of these" in said
 
 
+def test_what_nobody_was_told_of_yet_is_said_apart_from_what_was_told(uncovered, login, settings):
+    """A failure whose message is held to go with the other failures (0 attempts, due in a
+    minute) told nobody yet: the dashboard read "Failed executions now 3 · Nobody was told 1
+    of them failed", counting it among those told. It now says it apart, linked to exactly
+    it, as it does a waiting proposal whose message is held for a digest; once its message
+    went, it is told."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    unheard = failed("other")
+    grouped_for = settings.NOTIFICATION_FAILURES_GROUPED_SECONDS
+    settings.NOTIFICATION_FAILURES_GROUPED_SECONDS = 0  # told at once
+    told = failed("demo")
+    notifications_deliver(
+        notification_ids=list(
+            Notification.objects.filter(proposal=told).values_list("pk", flat=True)
+        )
+    )
+    settings.NOTIFICATION_FAILURES_GROUPED_SECONDS = grouped_for
+    held = failed("demo", "0.84", campaign="display-retarget")
+    [message] = Notification.objects.filter(proposal=held)
+    assert (message.status, message.attempts) == (NotificationStatus.HELD, 0)
+    assert Notification.objects.get(proposal=told).status == NotificationStatus.SENT
+    waiting_held = evaluated(reallocation("280.00"))
+    Notification.objects.filter(proposal=waiting_held).update(status=NotificationStatus.HELD)
+    operator = login("operator")
+
+    said = " ".join(
+        html.unescape(re.sub(r"<[^>]+>", " ", operator.get(reverse("admin:index")).text)).split()
+    )
+
+    assert (
+        "Failed executions now 3 Nobody was told 1 of them failed "
+        "Nobody was told yet that 1 of them failed: a message is on its way"
+    ) in said
+    assert (
+        "Waiting for a person now 1 Nobody was told yet of 1 of them: a message is on its way"
+    ) in said
+    assert counted_and_listed(operator, "failed-told-nobody") == (1, [unheard.pk])
+    assert counted_and_listed(operator, "failed-told-not-yet") == (1, [held.pk])
+    assert counted_and_listed(operator, "waiting-told-not-yet") == (1, [waiting_held.pk])
+    assert sorted(listed(operator.get(QUEUE, {"status": "all", "told": "not_yet"}))) == sorted(
+        [held.pk, waiting_held.pk]
+    )
+
+    notifications_send_digests(now=timezone.now() + timedelta(seconds=grouped_for + 1))
+    assert Notification.objects.get(pk=message.pk).status == NotificationStatus.SENT
+    said = " ".join(
+        html.unescape(re.sub(r"<[^>]+>", " ", operator.get(reverse("admin:index")).text)).split()
+    )
+    assert "Nobody was told yet that" not in said
+    assert listed(operator.get(QUEUE, {"status": "failed", "told": "not_yet"})) == []
+
+
 def test_a_failure_told_then_retried_and_failed_again_counts_by_its_last_failure(
     uncovered, login, settings
 ):
@@ -224,8 +277,19 @@ def test_what_no_longer_waits_or_reached_nobody_only_by_a_message_not_sent_is_co
     assert "2 waiting proposals reached nobody" in routes
 
 
-def test_with_nothing_that_reached_nobody_the_routes_list_says_nothing_of_it(demo_world, login):
-    evaluated(reallocation("280.00"))
+def test_with_nothing_that_reached_nobody_the_routes_list_says_nothing_of_it(
+    demo_world, login, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    told = evaluated(reallocation("280.00"))
+    notifications_deliver(
+        notification_ids=list(
+            Notification.objects.filter(proposal=told).values_list("pk", flat=True)
+        )
+    )
+    assert set(Notification.objects.filter(proposal=told).values_list("status", flat=True)) == {
+        NotificationStatus.SENT
+    }
 
     assert 'id="told-nobody"' not in login("policy-owner").get(ROUTES).text
     # Nor the dashboard: no "Nobody was told of 0 of them" under what waits, nor "Nobody was
