@@ -98,6 +98,32 @@ def test_oldest_waiting_counts_from_when_it_was_sent_back_to_people_not_from_whe
     ]
 
 
+def test_one_re_assessed_while_it_waits_keeps_waiting_from_when_it_began(login):
+    """A waiting reallocation re-assessed as another from its campaign ran is still routed to
+    the people it was (its verdict again asks for review): it waits from when it first
+    began, in the same review round, not from its re-assessment, as docs/console.md says.
+    Only one sent back to people (re-routed, or held back by a kill switch) waits from then."""
+    operator = get_user_model().objects.get(username="operator")
+    waiting = evaluated(reallocation("220.00"))
+    first = evaluated(reallocation("280.00"))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Proposal.objects.filter(pk=waiting.pk).update(
+        created_at=an_hour_ago, evaluated_at=an_hour_ago, waiting_since=an_hour_ago
+    )
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+
+    waiting.refresh_from_db()
+    assert waiting.verdict_reasons[0].startswith(f"Re-assessed after #{first.pk}")
+    assert (waiting.status, waiting.review_round) == (ProposalStatus.PENDING_REVIEW, 1)
+    assert waiting.waiting_since == an_hour_ago
+    assert timedelta(minutes=59) < dashboard().oldest_waiting < timedelta(minutes=61)
+    page = login("operator").get("/admin/").text
+    assert re.search(r'id="oldest-waiting">\s*60 min\s*<', page), page.split("oldest-waiting")[1][
+        :60
+    ]
+
+
 def test_oldest_waiting_counts_one_that_waited_before_waiting_since_was_recorded(demo_world):
     """A proposal waiting since before the upgrade that its history could not date
     (``waiting_since`` null, as the model allows) still waits: routed to people three hours
