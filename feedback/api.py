@@ -37,7 +37,7 @@ from hitlproject.validation import (
     StrictQuery,
     StrictSerializer,
 )
-from hitlproject.vocabulary import NOTE_MAX_LENGTH
+from hitlproject.vocabulary import NOTE_MAX_LENGTH, how_many
 from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50
@@ -278,7 +278,9 @@ class ScorecardApi(AgentAPIView):
         scorecard = {
             "since": since,
             "until": until,
-            "counted": f"Proposals made from since to until (the last {days} days). {COUNTED}",
+            "counted": (
+                f"Proposals made from since to until (the last {how_many(days, 'day')}). {COUNTED}"
+            ),
             "figures": {
                 figure.name: f"{figure.label}: {figure.counts}." for figure in COUNTED_FIGURES
             },

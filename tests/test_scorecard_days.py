@@ -62,4 +62,5 @@ def test_days_it_takes_are_counted_over_as_the_api_counts(login, optimizer, days
     assert f"Scorecard: proposals made in the last {shown}" in page.text
     assert page.context["days"] == int(days)
     answer = optimizer.get("/api/v1/scorecard/", {"days": days})
-    assert f"(the last {int(days)} days)" in answer.json()["counted"]
+    # The API's words as the console's: "the last 1 day", not "the last 1 days".
+    assert f"(the last {shown})" in answer.json()["counted"]
