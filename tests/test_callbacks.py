@@ -200,14 +200,15 @@ def test_an_agent_approved_by_one_reviewer_is_told_what_the_reviewer_wrote(callb
     """An approval with a note, or an edit with one, said "approved by a reviewer" alone;
     the note was in its feedback only."""
     endpoint = callback_endpoint(200)
-    approved, edited = waiting_proposal(), waiting_proposal()
+    approved = waiting_proposal()
+    edited = evaluated(bid_adjustment(BID_RAISES["generic-search"], "generic-search"))
     operator = get_user_model().objects.get(username="operator")
 
     proposal_approve(proposal_id=approved.pk, reviewer=operator, note="Watch the CPA.")
     proposal_approve(
         proposal_id=edited.pk,
         reviewer=operator,
-        edited_payload={"campaign": edited.payload["campaign"], "new_bid": "2.20"},
+        edited_payload={"campaign": "generic-search", "new_bid": "1.65"},
         note="A smaller step first.",
     )
 
