@@ -185,7 +185,7 @@ def _evidence(
     )
     happened, with_change = report.happened, report.with_draft
     rationale = (
-        f"Over the last {days} days {card.agent} made "
+        f"Over the last {how_many(days, 'day')} {card.agent} made "
         f"{how_many(card.proposals, action_type_label(card.action_type) + ' proposal')} "
         f"on {recommendation.account.external_id}: {card.auto_executed} ran on their "
         f"own; people decided {card.decided}, approving {pct(card.approval_rate)} "

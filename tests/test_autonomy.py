@@ -115,6 +115,23 @@ def test_the_rule_a_recommendation_meets_is_said_with_its_thresholds_as_set(rule
     )
 
 
+def test_a_one_day_window_is_said_as_one_day(rules):
+    """A policy owner's window of one day reads "Over the last 1 day", not "1 days"."""
+    rules.window = timedelta(days=1)
+    rules.save()
+    made = record(*["approve"] * 10)
+    start = timezone.now() - timedelta(hours=20)
+    for n, proposal in enumerate(made):
+        at = start + n * timedelta(hours=1)
+        backdated(proposal, created_at=at, decided_at=at + timedelta(minutes=30))
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert recommendation.rationale.startswith(
+        "Over the last 1 day optimizer made 10 bid adjustment proposals on demo: "
+    )
+
+
 def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules, login):
     record(*["approve"] * 10)
 
