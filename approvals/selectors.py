@@ -52,6 +52,7 @@ from approvals.services.proposals import (
     NOTES,
     campaigns_as_recorded,
     campaigns_for,
+    hard_ceilings_lowered_since,
     hard_ceilings_refuse,
     held_back_by,
 )
@@ -105,6 +106,14 @@ class WaitingUnderPolicy:
     refused: int = 0
     draft_refused: int = 0
     refused_by_both: int = 0
+    # The approved ones it routed not yet carried out (queued, or between attempts on their
+    # channel; not one with a request at its channel now, as the kill switch form counts
+    # them): how many, the ids of those its hard ceilings, lowered since they were routed,
+    # fail at their next attempt (``hard_ceilings_lowered_since``, as the runner asks it),
+    # and, with a draft, of those the draft's would fail once it is promoted.
+    approved: int = 0
+    approved_refused: tuple[int, ...] = ()
+    approved_draft_refused: tuple[int, ...] = ()
 
 
 def _hard_ceiling(rule: Rule | None) -> bool:
@@ -123,17 +132,32 @@ def waiting_under_policy(
     waiting = Proposal.objects.filter(
         status=ProposalStatus.PENDING_REVIEW, verdict_policy_id=policy_id
     )
+    sending = Execution.objects.filter(proposal=OuterRef("pk"), status=ExecutionStatus.RUNNING)
+    approved = Proposal.objects.filter(
+        ~Exists(sending), status__in=UNDER_WAY_STATUSES, verdict_policy_id=policy_id
+    )
     if not _hard_ceiling(rule) and not _hard_ceiling(draft):
-        return WaitingUnderPolicy(policy_id=policy_id, count=waiting.count())
+        return WaitingUnderPolicy(
+            policy_id=policy_id, count=waiting.count(), approved=approved.count()
+        )
     proposals = list(waiting.select_related("agent", "account").order_by("pk"))
     now = {p.pk for p in proposals if rule is not None and hard_ceilings_refuse(p, rule)}
     then = {p.pk for p in proposals if draft is not None and hard_ceilings_refuse(p, draft)}
+    to_run = list(approved.select_related("agent", "account", "verdict_policy").order_by("pk"))
+    # As the runner asks it at their next attempt: a hard ceiling lowered since they were
+    # routed (with ``rule`` only: switched off, the policy fails none).
+    failing = hard_ceilings_lowered_since(to_run) if rule is not None else {}
     return WaitingUnderPolicy(
         policy_id=policy_id,
         count=len(proposals),
         refused=len(now),
         draft_refused=len(then),
         refused_by_both=len(now & then),
+        approved=len(to_run),
+        approved_refused=tuple(p.pk for p in to_run if p.pk in failing),
+        approved_draft_refused=tuple(
+            p.pk for p in to_run if draft is not None and hard_ceilings_refuse(p, draft)
+        ),
     )
 
 
@@ -2201,6 +2225,54 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
                     )
                 )
     return sorted(sent, key=lambda each: (each.at, each.proposal_id))
+
+
+@dataclass(frozen=True)
+class LeftBySwitch:
+    """What a kill switch sent to a person in its last run engaged (from its last engaging
+    on, as its release's email counts it): the proposals it held back before they ran, those
+    it routed to a person as they were made, and, of both, those still waiting for a
+    person's decision, which its release runs none of."""
+
+    held: frozenset[int]
+    routed: frozenset[int]
+    waiting: tuple[int, ...]
+    # Of all it ever sent to a person (its proposal list's ``?kill_switch=``), how many wait.
+    waiting_ever: int = 0
+
+    @property
+    def sent(self) -> int:
+        return len(self.held | self.routed)
+
+    @property
+    def held_waiting(self) -> int:
+        return len(self.held & set(self.waiting))
+
+
+def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:
+    """``LeftBySwitch`` for ``switch``'s last engaged run, as its history records it (read
+    newest first: a release, then the versions that engaged it or kept it engaged)."""
+    since = None
+    for record in switch.history.order_by("-history_id")[:200]:
+        if not record.engaged:
+            if since is not None:
+                break
+            continue
+        since = record.history_date
+    if since is None:
+        return LeftBySwitch(frozenset(), frozenset(), ())
+    ever = proposals_sent_by_kill_switch(switch)
+    sent = [each for each in ever if each.at >= since]
+    held = frozenset(each.proposal_id for each in sent if each.held_back)
+    routed = frozenset(each.proposal_id for each in sent if not each.held_back) - held
+    waiting = set(
+        Proposal.objects.filter(
+            pk__in={each.proposal_id for each in ever}, status=ProposalStatus.PENDING_REVIEW
+        ).values_list("pk", flat=True)
+    )
+    return LeftBySwitch(
+        held, routed, tuple(sorted(waiting & (held | routed))), waiting_ever=len(waiting)
+    )
 
 
 def _engaged_spans(switch: KillSwitch) -> list[tuple[datetime, datetime | None, KillSwitch]]:

@@ -25,6 +25,7 @@ from approvals.admin import EVERY_STATUS, ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import (
     WaitingUnderPolicy,
+    left_by_kill_switch,
     proposals_let_past_kill_switch,
     proposals_sent_by_kill_switch,
     proposals_under_way,
@@ -180,7 +181,120 @@ def waiting_said(
     """The proposals waiting under a policy, in words, with a link to them in the queue:
     before a change of it (``after`` False), or once saved; with ``replaced``, on the
     promotion page of a draft that replaces that policy: which of them its hard ceiling
-    refuses now, which the draft's would refuse once it is promoted."""
+    refuses now, which the draft's would refuse once it is promoted. Then the approved ones
+    it routed not yet carried out that a hard ceiling fails at their next attempt
+    (``approved_said``)."""
+    said = _pending_said(waiting, after=after, replaced=replaced) if waiting.count else ""
+    approved = approved_said(waiting, after=after, replaced=replaced)
+    if said and approved:
+        return format_html("{} {}", said, approved)
+    return said or approved
+
+
+# How many approved proposals a notice names by number, each linked to its page (no filter
+# of the list keeps exactly those a hard ceiling fails: approved or executing, no request at
+# their channel now).
+APPROVED_NAMED = 10
+
+
+def _numbers_linked(ids: tuple[int, ...]) -> str:
+    """ "#12", "#12 and #17", "#3, #4 and #9", each linked to its page; past
+    ``APPROVED_NAMED``, "… and 4 more"."""
+    links = [
+        format_html(
+            '<a href="{}">#{}</a>', reverse("admin:approvals_proposal_change", args=[pk]), pk
+        )
+        for pk in ids[:APPROVED_NAMED]
+    ]
+    more = len(ids) - len(links)
+    if more:
+        links.append(f"{more} more")
+    if len(links) == 1:
+        return links[0]
+    return format_html(
+        "{} and {}", format_html(", ".join(["{}"] * (len(links) - 1)), *links[:-1]), links[-1]
+    )
+
+
+def approved_said(
+    waiting: WaitingUnderPolicy, *, after: bool, replaced: Policy | None = None
+) -> str:
+    """The approved proposals a policy routed that are not yet carried out (queued, or
+    between attempts on their channel), as the runner fails them: before a change of it, how
+    many there are (a hard ceiling lowered below one fails it at its next attempt rather than
+    run it) and which its hard ceiling fails already; once saved, which its hard ceiling
+    fails now; on a draft's promotion page, which the draft's would fail once promoted, and
+    which that of the policy it replaces fails already. "" where there is nothing to say."""
+    failing, drafted = waiting.approved_refused, waiting.approved_draft_refused
+    said = []
+
+    def routed(count: int) -> str:
+        by = "it" if replaced is None else f"“{replaced}”"
+        return (
+            f"{how_many(count, 'approved proposal')} routed by {by}, not yet carried out "
+            f"(queued, or between attempts on {'its' if count == 1 else 'their'} channel),"
+        )
+
+    def fails(count: int) -> str:
+        return "it fails" if count == 1 else "each fails"
+
+    if not after and replaced is None and waiting.approved:
+        said.append(
+            format_html(
+                "{} {} approved and not yet carried out (queued, or between attempts on {} "
+                "channel). A hard ceiling lowered below one fails it at its next attempt "
+                "rather than run it.",
+                how_many(waiting.approved, "proposal"),
+                "routed by it is" if waiting.approved == 1 else "routed by it are",
+                "its" if waiting.approved == 1 else "their",
+            )
+        )
+        if failing:
+            one = len(failing) == 1
+            said.append(
+                format_html(
+                    "{} {} above its hard ceiling already, lowered since {} routed: {} at its "
+                    "next attempt rather than run.",
+                    _numbers_linked(failing),
+                    "is" if one else "are",
+                    "it was" if one else "they were",
+                    fails(len(failing)),
+                )
+            )
+    elif failing:
+        one = len(failing) == 1
+        said.append(
+            format_html(
+                "{} {} above {} hard ceiling now, lowered since {} routed: {}. {} at its next "
+                "attempt rather than run.",
+                routed(len(failing)),
+                "is" if one else "are",
+                "its" if replaced is None else "that policy's",
+                "it was" if one else "they were",
+                _numbers_linked(failing),
+                capfirst(fails(len(failing))),
+            )
+        )
+    if replaced is not None and drafted:
+        already = len(set(drafted) & set(failing))
+        said.append(
+            format_html(
+                "{} {} above the draft's hard ceiling{}: {}. Once it is promoted, {} at its "
+                "next attempt rather than run.",
+                routed(len(drafted)),
+                "would be",
+                f" ({already} of these failing already)" if already else "",
+                _numbers_linked(drafted),
+                fails(len(drafted)),
+            )
+        )
+    return format_html(" ".join(["{}"] * len(said)), *said) if said else ""
+
+
+def _pending_said(
+    waiting: WaitingUnderPolicy, *, after: bool, replaced: Policy | None = None
+) -> str:
+    """The proposals waiting for a person under a policy (``waiting_said``)."""
     one = waiting.count == 1
     words = (
         {"them": "it", "each": "it keeps", "one": "it", "its": "its"}
@@ -1140,7 +1254,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         # Switched off, its hard ceilings refuse nothing: it decides nothing.
         rule = rule_from_policy(policy) if policy.is_active else None
         waiting = waiting_under_policy(policy.pk, rule=rule)
-        if waiting.count:
+        if waiting.count or waiting.approved_refused:
             messages.warning(request, waiting_said(waiting, after=True))
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -1169,7 +1283,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             # now (none, switched off: it decides nothing).
             rule = rule_from_policy(policy) if policy.is_active else None
             waiting = waiting_under_policy(policy.pk, rule=rule)
-            if waiting.count:
+            if waiting.count or waiting.approved:
                 context["waiting_said"] = waiting_said(waiting, after=False)
         return super().change_view(request, object_id, form_url, context)
 
@@ -1244,7 +1358,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 rule=rule_from_policy(replaces) if active else None,
                 draft=rule_from_policy(draft) if active else None,
             )
-            if waiting.count:
+            if waiting.count or waiting.approved_refused or waiting.approved_draft_refused:
                 context["waiting_said"] = waiting_said(waiting, after=False, replaced=replaces)
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
 
@@ -2022,7 +2136,8 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             return f"{on} engaged{reason}"
         if not obj.engaged:
             if was_engaged:
-                return f"{on} released."
+                left = self.left_waiting_said(obj)
+                return format_html("{} released. {}", on, left) if left else f"{on} released."
             if not change:
                 return f"{on} added, not engaged."
             # A released switch's reason is what it will be engaged with, unless changed then.
@@ -2032,6 +2147,49 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         if reworded:
             return f"{on} stays engaged; its reason now reads{reason}"
         return f"{on} stays engaged{reason}"
+
+    def left_waiting_said(self, switch: KillSwitch) -> str:
+        """What a switch being released leaves, as its release's email says it
+        (``left_by_kill_switch``): the proposals it sent to a person while engaged, how many
+        of them still wait for a person's decision, linked to them, and that releasing it
+        runs none of them ("" where it sent none)."""
+        left = left_by_kill_switch(switch)
+        if not left.sent:
+            return ""
+        ways = []
+        if left.held:
+            ways.append(
+                f"{len(left.held)} held back before {'it' if len(left.held) == 1 else 'they'} ran"
+            )
+        if left.routed:
+            ways.append(
+                f"{len(left.routed)} as {'it was' if len(left.routed) == 1 else 'they were'} made"
+            )
+        said = (
+            f"While it was engaged, it sent {how_many(left.sent, 'proposal')} to a person "
+            f"({' and '.join(ways)})."
+        )
+        count = len(left.waiting)
+        if not count:
+            return f"{said} None of them waits for a person now."
+        still = f"{count} of them {'still waits' if count == 1 else 'still wait'}"
+        if left.waiting_ever == count:  # the list of those it sent that wait: exactly these
+            still = format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:approvals_proposal_changelist")
+                + "?"
+                + urlencode({"status": "pending_review", "kill_switch": switch.pk}),
+                still,
+            )
+        else:
+            still = format_html("{} ({})", still, _numbers_linked(left.waiting))
+        return format_html(
+            "{} {} for a person's decision: releasing the switch runs none of them; {} once a "
+            "person approves it.",
+            said,
+            still,
+            "it runs" if count == 1 else "each runs",
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))

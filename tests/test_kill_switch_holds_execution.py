@@ -37,6 +37,7 @@ from tests.conftest import (
 )
 from tests.factories import evaluated
 from tests.test_console_shows_what_happened import status_line
+from tests.test_policy_tuning import form_data
 from tests.test_told_nobody import counted_and_listed
 from tests.test_unanswered_attempts import retry_warning
 
@@ -1005,3 +1006,39 @@ def test_a_switch_engaged_while_a_request_is_at_the_channel_holds_it_once_the_ch
     assert [e.status for e in held.executions.all()] == ["failed"]
     assert len(endpoint.received) == 1
     assert ExecutionRound.objects.get(proposal=proposal).held
+
+
+def test_the_release_s_message_says_how_many_it_sent_to_a_person_still_wait_and_links_them(
+    login,
+):
+    """Released in the console, the message said only "Kill switch on account demo
+    released." while what it had held back still waited for a person; the figures came only
+    in the email, 10 s later. Now the message says them, as the email does, and that
+    releasing runs none of them, linked to the list of exactly them."""
+    operator = get_user_model().objects.get(username="operator")
+    first, second = (evaluated(reallocation(amount)) for amount in ("150.00", "160.00"))
+    for proposal in (first, second):
+        assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
+    owner = login("policy-owner")
+    engaged_in_the_console(owner)
+    switch = KillSwitch.objects.get()
+    assert Proposal.objects.get(pk=first.pk).status == ProposalStatus.PENDING_REVIEW
+    # A person approves one again (it runs past the switch): one still waits.
+    assert proposal_approve(proposal_id=first.pk, reviewer=operator).status == "approved"
+
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    data = form_data(owner, url, engaged=False, change_reason="Tracking is back.")
+    answer = owner.post(url, data, follow=True)
+    assert answer.redirect_chain, answer.context["adminform"].form.errors
+
+    said = [str(message) for message in answer.context["messages"]]
+    text = [html.unescape(re.sub(r"<[^>]+>", "", message)) for message in said]
+    assert (
+        "Kill switch on account demo released. While it was engaged, it sent 2 proposals to a "
+        "person (2 held back before they ran). 1 of them still waits for a person's decision: "
+        "releasing the switch runs none of them; it runs once a person approves it."
+    ) in text, text
+    link = re.search(r'href="([^"]+)"', next(m for m in said if "released" in m)).group(1)
+    listed = owner.get(html.unescape(link)).context["cl"].result_list
+    assert [proposal.pk for proposal in listed] == [second.pk]
+    assert Proposal.objects.get(pk=second.pk).status == ProposalStatus.PENDING_REVIEW

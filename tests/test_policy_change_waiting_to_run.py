@@ -5,6 +5,7 @@ fails, nothing applied or sent, saying why in the words the approval would be re
 on its page, in its history and in its agent's feedback; a person's Retry of it is refused
 in the same words. The policy owner set "nothing above 20%": 28% never runs."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -13,8 +14,9 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.timezone import now
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
@@ -26,7 +28,8 @@ from tests.factories import evaluated
 from tests.test_console_shows_what_happened import status_line
 from tests.test_feedback_api import failed_feedback
 from tests.test_kill_switch_holds_execution import budgets, engage, next_attempt_due, release
-from tests.test_policy_change_waiting import reallocations, saved
+from tests.test_policy_change_waiting import reallocations, saved, text_of
+from tests.test_policy_tuning import change_url, duplicate
 
 ABOVE_20 = (
     "Policy “Budget reallocations” has changed since it routed this proposal (version 1; now "
@@ -227,3 +230,65 @@ def test_the_check_costs_no_statement_on_the_execute_path(owner):
     saved(owner, bids(), block_above_magnitude="40")
     lowered_above_it = statements_executing(routed)
     assert without == unchanged == lowered_above_it
+
+
+def read(page) -> str:
+    """A page's words, as read: a link is no space before the stop that follows it."""
+    return re.sub(r" ([.,:;)])", r"\1", text_of(page))
+
+
+def test_the_form_the_message_after_the_save_and_a_promotion_page_name_the_approved_ones_it_fails(
+    channel, owner
+):
+    """The walk's case: an approved one between attempts on its channel (503), another queued;
+    lowering the hard ceiling said nothing about them, and 18 s later one failed. The form says
+    how many approved ones wait to run under the policy; the message after the save, which
+    of them its new hard ceiling fails at their next attempt; a draft's promotion page, which
+    the draft's would."""
+    channel(503, 200)
+    between = approved_28()
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.EXECUTING  # 503
+    queued = evaluated(reallocation("150.00"))  # 15%
+    assert proposal_approve(proposal_id=queued.pk, reviewer=person()).status == "approved"
+    policy = reallocations()
+
+    form = read(owner.get(change_url(policy)))
+    assert (
+        "2 proposals routed by it are approved and not yet carried out (queued, or between "
+        "attempts on their channel). A hard ceiling lowered below one fails it at its next "
+        "attempt rather than run it."
+    ) in form
+
+    draft = duplicate(owner, policy, block_above_magnitude="20", change_reason="Cap it.")
+    page = owner.get(reverse("admin:policies_policy_promote", args=[draft.pk]))
+    assert (
+        "1 approved proposal routed by “Budget reallocations”, not yet carried out (queued, or "
+        "between attempts on its channel), would be above the draft's hard ceiling: "
+        f"#{between.pk}. Once it is promoted, it fails at its next attempt rather than run."
+    ) in read(page)
+    assert reverse("admin:approvals_proposal_change", args=[between.pk]) in page.text
+
+    said = saved(owner, policy, block_above_magnitude="20")
+    assert (
+        "1 approved proposal routed by it, not yet carried out (queued, or between attempts on "
+        "its channel), is above its hard ceiling now, lowered since it was routed: "
+        f"#{between.pk}. It fails at its next attempt rather than run."
+    ) in " ".join(said)
+    assert f"#{queued.pk}" not in " ".join(said)
+    next_attempt_due(between)
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.FAILED  # as said
+    assert proposal_execute(proposal_id=queued.pk).status == ProposalStatus.EXECUTED
+
+
+def test_one_with_a_request_at_its_channel_now_is_not_counted_as_failing(owner):
+    """Its request went before the change: the channel's answer decides it, as the kill switch
+    form counts it apart."""
+    proposal = approved_28()
+    round_ = Execution.objects.create(
+        proposal=proposal, attempt=1, executor="webhook", status="running", started_at=now()
+    )
+    Proposal.objects.filter(pk=proposal.pk).update(status=ProposalStatus.EXECUTING)
+    assert "approved and not yet carried out" not in text_of(owner.get(change_url(reallocations())))
+    said = " ".join(saved(owner, reallocations(), block_above_magnitude="20"))
+    assert "not yet carried out" not in said
+    assert round_.pk
