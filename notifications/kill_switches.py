@@ -60,6 +60,20 @@ def switch_recipients(switch: KillSwitch) -> list[tuple[Route, list]]:
     return [(route, current.recipients[route.pk]) for route in routes]
 
 
+def switch_told_engaged(switch: KillSwitch) -> list[Notification]:
+    """The switch's last message to each person on each channel, where it says it is engaged:
+    those told it is engaged (or about to be) and not told since that it was released or
+    that it no longer covers what they were told it covered, read from the outbox."""
+    last: dict[tuple[int, str], Notification] = {}
+    for message in (
+        Notification.objects.filter(kill_switch=switch)
+        .select_related("recipient", "route")
+        .order_by("pk")
+    ):
+        last[message.recipient_id, message.channel] = message
+    return [each for each in last.values() if each.kind == NotificationKind.SWITCH_ENGAGED]
+
+
 def _console(path: str) -> str:
     return (settings.CONSOLE_URL or served_at()) + path
 
@@ -139,6 +153,8 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         links.append(("The proposals it sent to a person", sent_by_switch_url(switch.pk)))
     links.append((f"The kill switch on {on}", switch_url(switch.pk)))
     reason = as_sentence(switch.reason) if switch.reason.strip() else "no reason given."
+    if notification.kind == NotificationKind.SWITCH_MOVED:
+        return _moved_message(notification, switch, links=links)
     if notification.kind == NotificationKind.SWITCH_ENGAGED:
         by = engaged.by if engaged else "someone (not recorded)"
         paragraphs = [
@@ -167,6 +183,35 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         subject=f"[HITL] Kill switch released on {on}",
         headline=f"Kill switch released on {on}",
         paragraphs=tuple(paragraphs),
+        links=tuple(links),
+    )
+
+
+def _moved_message(notification: Notification, switch: KillSwitch, *, links: list) -> SwitchMessage:
+    """A switch moved while engaged off what its reader was told it covered (the message's
+    ``about``): it no longer covers that, who moved it and when (its history's save as the
+    message was written), and what it covers now, or that it was released since."""
+    was = notification.about or "what it covered"
+    record = (
+        switch.history.filter(history_date__lte=notification.created_at)
+        .order_by("-history_id")
+        .first()
+    )
+    by = changed_by(record) if record is not None else "someone (not recorded)"
+    at = record.history_date if record is not None else notification.created_at
+    on = switch.scope_in_words()
+    now = f"It covers {on} now." if switch.engaged else "It has been released since."
+    return SwitchMessage(
+        subject=f"[HITL] Kill switch no longer on {was}"
+        + (f": moved to {on}" if switch.engaged else ""),
+        headline=f"Kill switch no longer covers {was}",
+        paragraphs=(
+            f"The kill switch engaged on {was} was moved by {by} at {console_time(at)}: it "
+            f"no longer covers {was}. {now}",
+            f"What a policy lets run on {was} runs without a person's approval again, unless "
+            "another kill switch covers it. Moving the switch runs none of the proposals it "
+            "sent to a person: each runs once a person approves it.",
+        ),
         links=tuple(links),
     )
 
@@ -242,17 +287,14 @@ def _left_waiting_said(sent, *, held: set[int], routed: set[int]) -> str:
 def switch_message_not_so(notification: Notification) -> str:
     """Why a switch's message is not to be sent, being no longer so as it goes, or "": one
     saying it was engaged, once it is released; one saying it was released, once it is
-    engaged again; either, once a later message of the switch to the same person on the same
-    channel is recorded (that one says what is so); one saying it was released, to a person
-    whose message that it was engaged did not go and will not (released before it went: they
-    were told nothing of it)."""
-    engaged = (
-        KillSwitch.objects.filter(pk=notification.kill_switch_id)
-        .values_list("engaged", flat=True)
-        .first()
-    )
-    if engaged is None:
-        return "not sent: the kill switch was deleted"
+    engaged again; any, once a later message of the switch to the same person on the same
+    channel is recorded (that one says what is so); one saying it was released, or that it
+    no longer covers what it did, to a person whose message that it was engaged did not go
+    and will not (released or moved before it went: they were told nothing of it). A switch
+    told of is not deleted (``Notification.kill_switch`` protects it)."""
+    engaged = KillSwitch.objects.filter(pk=notification.kill_switch_id).values_list(
+        "engaged", flat=True
+    )[0]
     if notification.kind == NotificationKind.SWITCH_ENGAGED and not engaged:
         return "not sent: the kill switch was released before it went"
     if notification.kind == NotificationKind.SWITCH_RELEASED and engaged:
@@ -264,15 +306,16 @@ def switch_message_not_so(notification: Notification) -> str:
     )
     if same.filter(pk__gt=notification.pk).exists():
         return "not sent: a later message about the kill switch to them says what is so"
-    if notification.kind == NotificationKind.SWITCH_RELEASED:
+    if notification.kind != NotificationKind.SWITCH_ENGAGED:
         told = (
             same.filter(pk__lt=notification.pk, kind=NotificationKind.SWITCH_ENGAGED)
             .order_by("-pk")
             .first()
         )
         if told is not None and not _may_have_gone(told):
+            done = "released" if notification.kind == NotificationKind.SWITCH_RELEASED else "moved"
             return (
-                "not sent: they were not told it was engaged (it was released before that "
+                f"not sent: they were not told it was engaged (it was {done} before that "
                 "message went)"
             )
     return ""

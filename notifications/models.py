@@ -118,13 +118,20 @@ class NotificationKind(models.TextChoices):
     # person again, who may retry it in the console.
     FAILED = "failed", "Its execution failed"
     # A kill switch engaged, or released, over what the route tells of: a message about the
-    # switch (``Notification.kill_switch``), not about one proposal.
+    # switch (``Notification.kill_switch``), not about one proposal. Moved while engaged off
+    # what a person was told it covered (``about``: what it covered, in words), they are told
+    # it no longer covers that.
     SWITCH_ENGAGED = "switch_engaged", "A kill switch was engaged"
     SWITCH_RELEASED = "switch_released", "A kill switch was released"
+    SWITCH_MOVED = "switch_moved", "A kill switch no longer covers what it did"
 
 
 # The kinds of message about a kill switch rather than a proposal.
-KILL_SWITCH_KINDS = (NotificationKind.SWITCH_ENGAGED, NotificationKind.SWITCH_RELEASED)
+KILL_SWITCH_KINDS = (
+    NotificationKind.SWITCH_ENGAGED,
+    NotificationKind.SWITCH_RELEASED,
+    NotificationKind.SWITCH_MOVED,
+)
 
 
 class NotificationStatus(models.TextChoices):

@@ -7,9 +7,9 @@ away from it) or started again, or a guardrail is set or lifted on its campaign 
 save touched and leaves the rest to the services (``slack_messages_follow_people``,
 ``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``,
 ``slack_messages_follow_guardrail_save``). A kill switch engaged or released (or, engaged,
-moved to cover something else) tells the people the routes meeting its scope name
-(``kill_switch_tell``). ``access``, ``approvals``, ``policies``, the ledger and Django's auth
-know nothing of notifications."""
+moved to cover something else) tells the people the routes meeting its scope name, and
+those told it was engaged (``kill_switch_tell``). ``access``, ``approvals``, ``policies``,
+the ledger and Django's auth know nothing of notifications."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -271,7 +271,9 @@ def _kill_switch_before(sender, instance, raw=False, **kwargs) -> None:
 @receiver(post_save, sender=KillSwitch)
 def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
     """Engaged (added engaged, or engaged again), or moved while engaged to cover something
-    else: the people it now reaches are told it is engaged; released: those it covered."""
+    else: the people it now reaches are told it is engaged, and, moved, those told it was
+    engaged whom it no longer reaches that it no longer covers what it did; released: those
+    it covers and those told it was engaged."""
     if raw:
         return
     was = getattr(instance, WAS, None)
@@ -289,4 +291,11 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
         )
         kill_switch_tell(switch=instance, kind=kind)
     elif instance.engaged and any(was[name] != getattr(instance, name) for name in SWITCH_FIELDS):
-        kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
+        before = KillSwitch(
+            scope=was["scope"], account_id=was["account_id"], channel=was["channel"]
+        )
+        kill_switch_tell(
+            switch=instance,
+            kind=NotificationKind.SWITCH_ENGAGED,
+            moved_from=before.scope_in_words(),
+        )

@@ -99,6 +99,7 @@ from notifications.kill_switches import (
     switch_message,
     switch_message_not_so,
     switch_recipients,
+    switch_told_engaged,
 )
 from notifications.messages import (
     FAILED_THEN_SENT_AGAIN,
@@ -814,16 +815,43 @@ def _record(notifications: list[Notification], *, kind: str) -> None:
     insert_with_history(Notification, held, actor=actor, reason=f"{held_for(kind)}: {said}")
 
 
-def kill_switch_tell(*, switch: KillSwitch, kind: str) -> None:
+def kill_switch_tell(*, switch: KillSwitch, kind: str, moved_from: str = "") -> None:
     """In the transaction that engaged or released ``switch`` (``kind``): a message to each
     person the routes meeting its scope tell (``switch_recipients``), once, on each of their
     channels, sent ``TOLD_AFTER`` later and drawn then (``switch_message``), unless no longer
-    so by then (``switch_message_not_so``)."""
+    so by then (``switch_message_not_so``). Released, those told it was engaged whom the
+    routes no longer name are told too (``switch_told_engaged``). Moved while engaged off
+    ``moved_from`` (what it covered, in words), those told it was engaged whom it no longer
+    reaches are told it no longer covers that (``NotificationKind.SWITCH_MOVED``)."""
     current = routing()
     told: dict[int, tuple[Route, object]] = {}
     for route, users in switch_recipients(switch):
         for user in users:
             told.setdefault(user.pk, (route, user))
+    sent_to = [
+        (route, user, channel, kind)
+        for route, user in told.values()
+        for channel in current.channels.get(user.pk, [])
+    ]
+    if kind == NotificationKind.SWITCH_RELEASED or moved_from:
+        reached = (
+            {(user.pk, channel) for _, user, channel, _ in sent_to}
+            if kind == NotificationKind.SWITCH_RELEASED
+            else None
+        )
+        for message in switch_told_engaged(switch):
+            if reached is not None and (message.recipient_id, message.channel) in reached:
+                continue
+            if reached is None and message.recipient_id in told:
+                continue  # the new scope reaches them: they are told it is engaged on it
+            sent_to.append(
+                (
+                    message.route,
+                    message.recipient,
+                    message.channel,
+                    kind if reached is not None else NotificationKind.SWITCH_MOVED,
+                )
+            )
     now = timezone.now()
     notifications = [
         Notification(
@@ -832,22 +860,31 @@ def kill_switch_tell(*, switch: KillSwitch, kind: str) -> None:
             recipient=user,
             route=route,
             channel=channel,
-            kind=kind,
+            kind=told_kind,
+            about=moved_from[:200] if told_kind == NotificationKind.SWITCH_MOVED else "",
             status=NotificationStatus.PENDING,
             created_at=now,
             next_attempt_at=now + TOLD_AFTER,
         )
-        for route, user in told.values()
-        for channel in current.channels.get(user.pk, [])
+        for route, user, channel, told_kind in sent_to
     ]
     if not notifications:
         return
     seconds = int(TOLD_AFTER.total_seconds())
-    reason = (
-        f"To be sent in {seconds} s, drawn then, unless no longer so: "
-        f"{NotificationKind(kind).label} ({switch.scope_in_words()})"
-    )
-    ids = insert_with_history(Notification, notifications, actor=_actor(), reason=reason)
+    ids = []
+    for told_kind in dict.fromkeys(n.kind for n in notifications):
+        said = NotificationKind(told_kind).label
+        on = (
+            f"{moved_from}; it now covers {switch.scope_in_words()}"
+            if told_kind == NotificationKind.SWITCH_MOVED
+            else switch.scope_in_words()
+        )
+        ids += insert_with_history(
+            Notification,
+            [n for n in notifications if n.kind == told_kind],
+            actor=_actor(),
+            reason=f"To be sent in {seconds} s, drawn then, unless no longer so: {said} ({on})",
+        )
     after_commit(_deliver_later, ids, seconds)
 
 

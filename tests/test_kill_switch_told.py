@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from executors.runner import proposal_execute
 from ledger.models import Account
-from notifications.models import Notification, ReachedBy
+from notifications.models import Notification, ReachedBy, Route
 from notifications.services import notifications_deliver
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, posted_from_page, wait_until
@@ -272,3 +272,100 @@ def test_a_switch_messages_page_says_it_told_of_no_review_round(demo_world, logi
     shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
     assert "its policy let it run without a person" not in shown
     assert "Review round: none: a message about a kill switch, not about a proposal" in shown
+
+
+def deliver_due(switch) -> list:
+    """Send the switch's messages now (not ten seconds on): what each says or why not."""
+    due = Notification.objects.filter(kill_switch=switch, status="pending")
+    due.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    return notifications_deliver(notification_ids=list(due.values_list("pk", flat=True)))
+
+
+def test_a_switch_moved_off_what_people_were_told_tells_them_it_no_longer_covers_it(
+    demo_world, mailoutbox
+):
+    """Engaged on account demo (a Google Ads account), then moved to channel Meta: the
+    operators told "Kill switch engaged on account demo" are told it no longer covers demo,
+    whose proposals now run without a person. Before, nobody was told anything: they were
+    told only that it was engaged on demo."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    deliver_due(switch)
+    mailoutbox.clear()
+
+    switch.scope, switch.account, switch.channel = "channel", None, "meta"
+    switch.save()
+    deliver_due(switch)
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject == "[HITL] Kill switch no longer on account demo: moved to channel Meta"
+    said = " ".join(email.body.split())
+    assert re.search(
+        f"The kill switch engaged on account demo was moved by .+ at {TIME}: it no longer "
+        "covers account demo. It covers channel Meta now.",
+        said,
+    ), said
+    assert (
+        "What a policy lets run on account demo runs without a person's approval again, unless "
+        "another kill switch covers it."
+    ) in said
+    assert sorted(
+        Notification.objects.filter(kill_switch=switch, kind="switch_moved").values_list(
+            "recipient__username", "status"
+        )
+    ) == [("operator", "sent"), ("policy-owner", "sent")]
+
+    # Released now: those it was moved off heard it no longer covers them; nobody else was
+    # told it was engaged, and no route reaches channel Meta: nobody is told of the release.
+    mailoutbox.clear()
+    switch.engaged = False
+    switch.save()
+    assert not Notification.objects.filter(kill_switch=switch, kind="switch_released").exists()
+
+
+def test_a_switch_released_tells_those_told_it_was_engaged_whom_no_route_names_now(
+    demo_world, mailoutbox
+):
+    """The operators were told the switch on demo was engaged; their route was switched off
+    since. Released, they are told so (read from the outbox), not left believing demo's
+    proposals are still held. Before, only the routes' people then were told."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    deliver_due(switch)
+    Route.objects.filter(name__startswith="Demo: everything waiting").update(is_active=False)
+    mailoutbox.clear()
+
+    switch.engaged = False
+    switch.save()
+    deliver_due(switch)
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject == "[HITL] Kill switch released on account demo"
+    assert "The kill switch on account demo was released by" in " ".join(email.body.split())
+
+
+def test_a_switch_moved_before_its_message_went_tells_them_nothing(demo_world, mailoutbox):
+    """Engaged on demo and moved to Meta within seconds: the operators hear neither that it
+    was engaged on demo nor that it no longer covers demo."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    switch.scope, switch.account, switch.channel = "channel", None, "meta"
+    switch.save()
+
+    deliver_due(switch)
+
+    assert mailoutbox == []
+    said = dict(
+        Notification.objects.filter(kill_switch=switch, recipient__username="operator").values_list(
+            "kind", "log"
+        )
+    )
+    assert said["switch_engaged"][-1]["result"] == (
+        "not sent: a later message about the kill switch to them says what is so"
+    )
+    assert said["switch_moved"][-1]["result"] == (
+        "not sent: they were not told it was engaged (it was moved before that message went)"
+    )
