@@ -186,6 +186,7 @@ from hitlproject.vocabulary import (
     VerdictOutcome,
     edit_within,
     how_many,
+    refuses_now,
 )
 from ledger.models import Channel, campaign_field_label, campaign_value_label
 from ledger.selectors import channels_with_accounts
@@ -1002,9 +1003,17 @@ def _kill_switches_released(proposal: Proposal) -> int:
 
 # What the queue says after a kill switch's finding engaged since the proposal was routed.
 ENGAGED_SINCE_ROUTED = "Engaged since it was routed; a person's approval still lets it run."
-# The queue's Guardrail column, where a guardrail (a cap, a lock) refuses the row now: its
-# summary's mark says what ("A guardrail refuses it now, as proposed: …"), once.
-GUARDRAIL_REFUSES_NOW_FLAG = "Refuses it now: see its summary"
+
+
+# The queue's Guardrail column, where a guardrail (a cap, a lock) or its policy's hard ceiling
+# refuses the row now: its summary's mark says what ("A guardrail refuses it now, as proposed:
+# …"), once.
+def refuses_now_flag(reasons) -> str:
+    """The queue's mark of a proposal whose approval is refused now, naming who refuses it
+    (``refuses_now``): "A guardrail refuses it now: see its summary", "The hard ceiling of
+    the policy that routed it refuses it now: see its summary"."""
+    said = refuses_now(reasons)
+    return f"{said[:1].upper()}{said[1:]}: see its summary"
 
 
 def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
@@ -1265,7 +1274,7 @@ class QueueChangeList(ConsoleChangeList):
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.retry_awaited = retrying.get(proposal.pk, "")
-            proposal.guardrail_refuses_now = bool(guarded.get(proposal.pk))
+            proposal.guardrail_refuses_now = guarded.get(proposal.pk, ())
             stopped = agent_stopped(proposal, agent_accounts) if proposal.pk in gone else ""
             proposal.let_run_refused_said = [
                 said
@@ -1553,11 +1562,13 @@ class ProposalAdmin(ReadOnlyAdmin):
         now (read for the queue's rows: its summary says what), that it does: the column read
         "—" under "A guardrail refuses it now, …"."""
         flag = self._guardrail_findings_flag(proposal)
-        if not getattr(proposal, "guardrail_refuses_now", False):
+        reasons = getattr(proposal, "guardrail_refuses_now", ())
+        if not reasons:
             return flag
+        # Who refuses it: a policy's hard ceiling lowered since is no guardrail.
         return format_html(
             '<span class="guardrail-refuses-now">{}</span>{}',
-            GUARDRAIL_REFUSES_NOW_FLAG,
+            refuses_now_flag(reasons),
             format_html(" {}", flag) if flag else "",
         )
 

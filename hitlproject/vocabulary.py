@@ -165,14 +165,23 @@ def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
     guardrail refuses it now", "the hard ceiling of the policy that routed it refuses it now",
     "a guardrail and the hard ceiling of the policy that routed it refuse it now"; ``named``
     names the proposal ("proposal #12")."""
+    by = refused_by(reasons, named=named)
+    if by.startswith("a guardrail and"):
+        return f"{by} refuse it now"
+    if by == "a guardrail":
+        return f"a guardrail refuses {named} now"
+    return f"{by} refuses it now"
+
+
+def refused_by(reasons: Sequence[str], *, named: str = "it") -> str:
+    """Who refuses a proposal for ``reasons`` (``refuses_now``), as a sentence names them:
+    "a guardrail", "the hard ceiling of the policy that routed it", or both."""
     ceiling = any(isinstance(reason, HardCeilingFinding) for reason in reasons)
     guardrail = not all(isinstance(reason, HardCeilingFinding) for reason in reasons)
     policy_s = f"the hard ceiling of the policy that routed {named}"
     if ceiling and guardrail:
-        return f"a guardrail and {policy_s} refuse it now"
-    if ceiling:
-        return f"{policy_s} refuses it now"
-    return f"a guardrail refuses {named} now"
+        return f"a guardrail and {policy_s}"
+    return policy_s if ceiling else "a guardrail"
 
 
 def refusal_said(reasons: Sequence[str], *, named: str = "it") -> str:

@@ -90,6 +90,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     VerdictOutcome,
     and_joined,
+    refused_by,
 )
 from ledger.models import Account, campaign_field_label
 from notifications.carriers import channel_for
@@ -1531,17 +1532,25 @@ def _approvals_refused_now(sent: Sequence[Notification]) -> dict[int, ApprovalRe
 
 def _refusal_moved_said(drawn: ApprovalRefused, found: ApprovalRefused) -> str:
     """What changed of what refuses a message's approval between its drawing and its
-    recording: "its approval refused by a guardrail as it went"."""
+    recording: "its approval refused by a guardrail as it went", "… by the hard ceiling of
+    the policy that routed it …" (``refused_by``: a policy's hard ceiling is no guardrail)."""
     said = []
-    for by, was, now in zip(("the ledger", "a guardrail"), drawn, found, strict=True):
+    for kind, was, now in zip(("ledger", "guardrails"), drawn, found, strict=True):
         if was == now:
             continue
-        if not was:
-            said.append(f"its approval refused by {by} as it went")
-        elif not now:
-            said.append(f"its approval no longer refused by {by} as it went")
+        if kind == "ledger":
+            was_by = now_by = "the ledger"
         else:
-            said.append(f"why {by} refuses its approval changed as it went")
+            was_by, now_by = refused_by(was), refused_by(now)
+        if not was:
+            said.append(f"its approval refused by {now_by} as it went")
+        elif not now:
+            said.append(f"its approval no longer refused by {was_by} as it went")
+        elif was_by == now_by:
+            refuse = "refuse" if " and " in now_by else "refuses"
+            said.append(f"why {now_by} {refuse} its approval changed as it went")
+        else:
+            said.append(f"its approval refused by {now_by}, not {was_by}, as it went")
     return "; ".join(said)
 
 

@@ -104,7 +104,9 @@ def test_the_queue_marks_what_a_guardrail_refuses_now_before_it_is_selected(logi
     # Its Guardrail column, beside the mark, says a guardrail refuses it (it read "—"), from
     # the same read: no statement more.
     flags, read_too = queue_marks(operator, "guardrail_flag")
-    assert flags[raises[0].pk] == flags[raises[1].pk] == "Refuses it now: see its summary"
+    assert (
+        flags[raises[0].pk] == flags[raises[1].pk] == "A guardrail refuses it now: see its summary"
+    )
     assert flags[cut.pk] == "—"
     assert read_too == read_with_more
     page = as_read(

@@ -20,10 +20,12 @@ from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import HardCeilingFinding, refusal_said
 from ledger.models import Campaign
+from notifications.services import _refusal_moved_said
 from policies.models import Policy
 from tests.conftest import decided_from_page, reallocation
 from tests.factories import evaluated
 from tests.test_policy_tuning import change_url, duplicate, form_data
+from tests.test_reallocation_no_longer_fits import queue_marks
 
 
 def reallocations() -> Policy:
@@ -116,6 +118,12 @@ def test_a_hard_ceiling_lowered_below_a_waiting_proposal_refuses_its_approval_sa
         queue
     )
     assert "A guardrail refuses" not in queue
+    # Its Guardrail column names who refuses it: it read "Refuses it now: see its summary"
+    # under the "guardrail" heading, which the policy's hard ceiling is not.
+    flags, _ = queue_marks(login("operator"), "guardrail_flag")
+    assert flags[proposal.pk] == (
+        "The hard ceiling of the policy that routed it refuses it now: see its summary"
+    )
 
     refused = decided_from_page(
         login("operator"), "approve", proposal.pk, {"note": "ok"}, follow=True
@@ -374,4 +382,26 @@ def test_a_refusal_for_a_guardrail_and_the_policy_s_hard_ceiling_at_once_names_b
     assert refusal_said((cap, ceiling), named="proposal #7") == (
         "A guardrail and the hard ceiling of the policy that routed proposal #7 refuse it now: "
         f"{cap} {ceiling}"
+    )
+
+
+def test_a_slack_message_s_update_names_the_policy_s_hard_ceiling_refusing_it_as_it_went():
+    """What an update of a Slack message says changed as it went (its outbox row's "Update of
+    a message sent: …"): it read "its approval refused by a guardrail as it went" where only
+    the policy's hard ceiling, lowered meanwhile, refuses it."""
+    cap = "brand-search's daily budget would be 710.00 USD, above its cap of 660.00 USD."
+    ceiling = HardCeilingFinding("28.0% is above the 20.0% hard ceiling of policy “R”.")
+
+    assert _refusal_moved_said(("", ()), ("", (ceiling,))) == (
+        "its approval refused by the hard ceiling of the policy that routed it as it went"
+    )
+    assert _refusal_moved_said(("", (ceiling,)), ("", ())) == (
+        "its approval no longer refused by the hard ceiling of the policy that routed it as it went"
+    )
+    assert _refusal_moved_said(("", (cap,)), ("", (ceiling,))) == (
+        "its approval refused by the hard ceiling of the policy that routed it, not a "
+        "guardrail, as it went"
+    )
+    assert _refusal_moved_said(("", ()), ("", (cap,))) == (
+        "its approval refused by a guardrail as it went"
     )
