@@ -222,7 +222,8 @@ class Notification(models.Model):
         related_name="notifications",
     )
     # A message about a kill switch engaged or released (``KILL_SWITCH_KINDS``), about no
-    # proposal: kept while its messages are, who was told of it being on record.
+    # proposal: kept while its messages are, who was told of it being on record (a switch told
+    # of is not deleted; one engaged is not deleted at all: ``KillSwitch.delete``).
     kill_switch = models.ForeignKey(
         "policies.KillSwitch",
         null=True,

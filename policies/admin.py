@@ -2109,6 +2109,52 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             }
         return super().history_view(request, object_id, extra_context)
 
+    # An engaged switch is not deleted: deleted, it released what it held without a word to
+    # anyone (its messages tell of engaging and releasing, not of a deletion). Released, one
+    # people were told of is kept, as the outbox keeps who was told of what
+    # (``Notification.kill_switch`` protects it): Django's page listed each message as a
+    # "protected related object". Either page says what is so and what to do.
+    def delete_view(self, request, object_id, extra_context=None):
+        switch = self.get_object(request, unquote(object_id))
+        if switch is not None:
+            on = f"The kill switch on {switch.scope_in_words()}"
+            change = reverse("admin:policies_killswitch_change", args=[switch.pk])
+            said = (
+                format_html(
+                    "{} is engaged: it cannot be deleted. Deleted, it would let what it holds "
+                    "back run without a person, and nobody would be told. "
+                    '<a href="{}">Release it on its page</a> first (untick “Engaged”, saying '
+                    "why): those told it was engaged are told it was released.",
+                    on,
+                    change,
+                )
+                if switch.engaged
+                else format_html(
+                    "People were told of {}: it cannot be deleted, as the outbox keeps who was "
+                    "told of what, and of which switch. Released, it holds nothing back: leave "
+                    'it released (<a href="{}">its page</a>).',
+                    on.replace("The kill", "the kill", 1),
+                    change,
+                )
+            )
+            extra_context = {**(extra_context or {}), "protected_said": said}
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        told = len(protected)
+        protected = [
+            *(
+                ["Engaged: it holds back what it covers until it is released"]
+                if any(switch.engaged for switch in objs)
+                else []
+            ),
+            *([f"{how_many(told, 'message')} about it in the outbox"] if told else []),
+        ]
+        # Its messages are never deleted by anyone: Django's page said so as a want of
+        # permission ("your account doesn't have permission to delete … notification").
+        return deleted, counts, set() if told else perms_needed, protected
+
     def construct_change_message(self, request, form, formsets, add=False):
         """Engaging or releasing a switch is what its log says, not "Changed Engaged"; one
         added and not engaged was released by nobody."""

@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact
 
 from audit.models import audited_history
+from hitlproject.errors import DomainError
 from hitlproject.periods import DurationAtLeast, DurationAtMost, describe_duration
 from ledger.models import Channel
 from policies.guardrails import pattern_error
@@ -358,6 +359,15 @@ class KillSwitch(models.Model):
     def __str__(self) -> str:
         state = "engaged" if self.engaged else "released"
         return f"Kill switch on {self.scope_in_words()} ({state})"
+
+    def delete(self, *args, **kwargs):
+        """Refused while engaged: deleted, it would release what it holds with nobody told
+        (the console's delete page says so, and to release it first)."""
+        if self.engaged:
+            raise DomainError(
+                f"The kill switch on {self.scope_in_words()} is engaged: release it first."
+            )
+        return super().delete(*args, **kwargs)
 
     def scope_in_words(self) -> str:
         """What it covers, as every message names it: "everything", "account demo", "channel

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 
 from executors.runner import proposal_execute
@@ -369,3 +370,74 @@ def test_a_switch_moved_before_its_message_went_tells_them_nothing(demo_world, m
     assert said["switch_moved"][-1]["result"] == (
         "not sent: they were not told it was engaged (it was moved before that message went)"
     )
+
+
+def superuser() -> Client:
+    """Who may delete a kill switch: a superuser (policy owners add and change them only)."""
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("admin", "", "x-Pass-9876"))
+    return client
+
+
+def delete_page_said(client, switch) -> str:
+    page = client.get(f"/admin/policies/killswitch/{switch.pk}/delete/")
+    assert page.status_code == 200
+    found = re.search(r'<div id="content"[^>]*>(.*?)<div id="footer"', page.content.decode(), re.S)
+    text = found.group(1) if found else page.content.decode()
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+
+
+def test_an_engaged_switch_is_not_deleted_its_page_saying_to_release_it_first(login):
+    """Deleted while engaged, a switch released what it held and told nobody (its messages
+    tell of engaging and releasing): its delete page says to release it first, and a
+    deletion posted anyway deletes nothing."""
+    get_user_model().objects.update(email="")  # nobody told: nothing else keeps it
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    owner = superuser()
+
+    said = delete_page_said(owner, switch)
+
+    assert (
+        "The kill switch on account demo is engaged: it cannot be deleted. Deleted, it would "
+        "let what it holds back run without a person, and nobody would be told. Release it on "
+        "its page first (untick “Engaged”, saying why): those told it was engaged are told it "
+        "was released."
+    ) in said
+    assert "Engaged: it holds back what it covers until it is released" in said
+    owner.post(
+        f"/admin/policies/killswitch/{switch.pk}/delete/",
+        {"post": "yes", "change_reason": "Not needed."},
+    )
+    assert KillSwitch.objects.filter(pk=switch.pk, engaged=True).exists()
+
+
+def test_a_released_switch_people_were_told_of_is_kept_its_page_saying_why(login):
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    switch.engaged = False
+    switch.save()
+
+    said = delete_page_said(superuser(), switch)
+
+    assert (
+        "People were told of the kill switch on account demo: it cannot be deleted, as the "
+        "outbox keeps who was told of what, and of which switch. Released, it holds nothing "
+        "back: leave it released (its page)."
+    ) in said
+    assert "4 messages about it in the outbox" in said
+    assert "Notification:" not in said and "protected related objects" not in said
+
+
+def test_a_released_switch_nobody_was_told_of_is_deleted(login):
+    get_user_model().objects.update(email="")
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE, engaged=False)
+
+    superuser().post(
+        f"/admin/policies/killswitch/{switch.pk}/delete/",
+        {"post": "yes", "change_reason": "Made by mistake."},
+    )
+
+    assert not KillSwitch.objects.filter(pk=switch.pk).exists()
