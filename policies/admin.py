@@ -81,7 +81,15 @@ from policies.engine import (
     format_money,
     percent_text,
 )
-from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines, same_scope
+from policies.models import (
+    KILL_SWITCH_REASON_MAX_LENGTH,
+    BrandGuidelines,
+    KillSwitch,
+    KillSwitchScope,
+    Policy,
+    lines,
+    same_scope,
+)
 from policies.reading import describe, is_invisible
 from policies.services import (
     deciding_rule,
@@ -466,6 +474,12 @@ class KillSwitchForm(ChangeReasonForm):
     class Meta:
         model = KillSwitch
         fields = ["scope", "account", "channel", "engaged", "reason"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The browser stops at the limit too; the model's check says why past it.
+        if "reason" in self.fields:
+            self.fields["reason"].widget.attrs["maxlength"] = KILL_SWITCH_REASON_MAX_LENGTH
 
     def clean(self):
         # The scope names what it covers, in the words of the form, beside the field: the

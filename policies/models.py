@@ -329,6 +329,19 @@ class KillSwitchScope(models.TextChoices):
     CHANNEL = "channel", "One channel"
 
 
+# How long a kill switch's reason may be: every message about it quotes all of it (an email's
+# body, a Slack message, each proposal it holds back), so 100 KB made a 100 KB email.
+KILL_SWITCH_REASON_MAX_LENGTH = 1000
+
+
+def kill_switch_reason_within(reason: str) -> None:
+    if len(reason) > KILL_SWITCH_REASON_MAX_LENGTH:
+        raise ValidationError(
+            f"A kill switch's reason is at most {KILL_SWITCH_REASON_MAX_LENGTH:,} characters "
+            f"(every message about it quotes all of it); this one is {len(reason):,}."
+        )
+
+
 class KillSwitch(models.Model):
     """While engaged, nothing in its scope executes without a human."""
 
@@ -338,7 +351,7 @@ class KillSwitch(models.Model):
     )
     channel = models.CharField(max_length=32, choices=Channel.choices, blank=True)
     engaged = models.BooleanField(default=True)
-    reason = models.TextField()
+    reason = models.TextField(validators=[kill_switch_reason_within])
     updated_at = models.DateTimeField(auto_now=True)
 
     history = audited_history()

@@ -441,3 +441,25 @@ def test_a_released_switch_nobody_was_told_of_is_deleted(login):
     )
 
     assert not KillSwitch.objects.filter(pk=switch.pk).exists()
+
+
+def test_a_reason_past_a_thousand_characters_is_refused_by_the_form_saying_why(login):
+    """A 100 KB reason made a 100 KB email (its body quotes all of it): the form refuses it
+    beside the field, and nothing is engaged."""
+    page = login("policy-owner").post(
+        "/admin/policies/killswitch/add/",
+        {
+            "scope": "global",
+            "engaged": "on",
+            "reason": "x" * 100_000,
+            "change_reason": "Incident 7.",
+        },
+    )
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors["reason"] == [
+        "A kill switch's reason is at most 1,000 characters (every message about it quotes "
+        "all of it); this one is 100,000."
+    ]
+    assert 'maxlength="1000"' in page.content.decode()
+    assert not KillSwitch.objects.exists() and not Notification.objects.exists()
