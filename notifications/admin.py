@@ -602,13 +602,15 @@ class NotificationAdmin(ReadOnlyAdmin):
     def what(self, notification: Notification) -> str:
         return notification.what
 
-    @admin.display(description="proposal", ordering="proposal_id")
+    # What the message is about: a proposal, or a kill switch (the column read "proposal"
+    # above "Kill switch #3").
+    @admin.display(description="about", ordering="proposal_id")
     def proposal_number(self, notification: Notification) -> str:
         if notification.kill_switch_id is not None:  # about a switch, not a proposal
             url = reverse("admin:policies_killswitch_change", args=[notification.kill_switch_id])
             return format_html('<a href="{}">Kill switch #{}</a>', url, notification.kill_switch_id)
         url = reverse("admin:approvals_proposal_change", args=[notification.proposal_id])
-        return format_html('<a href="{}">#{}</a>', url, notification.proposal_id)
+        return format_html('<a href="{}">Proposal #{}</a>', url, notification.proposal_id)
 
 
 @admin.register(Claim)

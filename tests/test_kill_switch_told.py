@@ -463,3 +463,22 @@ def test_a_reason_past_a_thousand_characters_is_refused_by_the_form_saying_why(l
     ]
     assert 'maxlength="1000"' in page.content.decode()
     assert not KillSwitch.objects.exists() and not Notification.objects.exists()
+
+
+def test_the_outbox_names_its_column_for_what_each_message_is_about(login):
+    """A switch's message and a proposal's side by side: the column reads "about", over
+    "Kill switch #N" and "Proposal #M" (it read "proposal" over "Kill switch #N")."""
+    proposal = evaluated(bid_adjustment("9.00"))  # waits: its operators are told
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+
+    page = login("auditor").get("/admin/notifications/notification/").content.decode()
+
+    heading = re.search(
+        r'<th scope="col" class="[^"]*column-proposal_number[^"]*">(.*?)</th>', page, re.S
+    )
+    assert " ".join(re.sub(r"<[^>]+>", "", heading.group(1)).split()) == "About"
+    cells = {
+        " ".join(re.sub(r"<[^>]+>", "", cell).split())
+        for cell in re.findall(r'<td [^>]*class="field-proposal_number">(.*?)</td>', page, re.S)
+    }
+    assert cells == {f"Kill switch #{switch.pk}", f"Proposal #{proposal.pk}"}
