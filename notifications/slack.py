@@ -894,53 +894,36 @@ class SlackChannel(Channel):
         return _in_answer(answer, "user", "id")
 
     def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
-        client = slack_client()
-        user_id = self._user_id(client, recipient)
-        try:
-            answer = client.chat_postMessage(
-                channel=user_id,
-                text=_preview(f"{message.headline}: #{message.proposal_id} {message.summary_said}"),
-                blocks=failure_blocks(message, may_retry=may_decide)
-                if message.failure
-                else message_blocks(
-                    message, may_decide=may_decide, reader=recipient.get_username()
-                ),
-                unfurl_links=False,
-            )
-        except SLACK_FAILURES as error:
-            raise _failure(error) from error
-        where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
-        return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
+        return self._post(
+            recipient,
+            text=_preview(f"{message.headline}: #{message.proposal_id} {message.summary_said}"),
+            blocks=failure_blocks(message, may_retry=may_decide)
+            if message.failure
+            else message_blocks(message, may_decide=may_decide, reader=recipient.get_username()),
+        )
 
     def send_switch_message(self, *, recipient, message: SwitchMessage) -> Sent:
-        client = slack_client()
-        user_id = self._user_id(client, recipient)
-        try:
-            answer = client.chat_postMessage(
-                channel=user_id,
-                text=_preview(message.headline),
-                blocks=switch_blocks(message),
-                unfurl_links=False,
-            )
-        except SLACK_FAILURES as error:
-            raise _failure(error) from error
-        where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
-        return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
+        return self._post(recipient, text=_preview(message.headline), blocks=switch_blocks(message))
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
-        client = slack_client()
-        user_id = self._user_id(client, recipient)
         lines = [_digest_line(DigestLine(message)) for message in messages]
         failures = all(message.failure for message in messages)
         text = (failed_count_text if failures else waiting_count_text)(len(messages))
+        return self._post(
+            recipient,
+            text=text,
+            blocks=_digest_blocks(
+                text, lines, told=_digest_told_blocks(messages), failures=failures
+            ),
+        )
+
+    def _post(self, recipient, *, text: str, blocks: list) -> Sent:
+        """Post ``blocks`` to the recipient's direct messages; where it went, to update it."""
+        client = slack_client()
+        user_id = self._user_id(client, recipient)
         try:
             answer = client.chat_postMessage(
-                channel=user_id,
-                text=text,
-                blocks=_digest_blocks(
-                    text, lines, told=_digest_told_blocks(messages), failures=failures
-                ),
-                unfurl_links=False,
+                channel=user_id, text=text, blocks=blocks, unfurl_links=False
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error
