@@ -71,6 +71,7 @@ from hitlproject.vocabulary import (
     CarriedOut,
     VerdictOutcome,
     and_joined,
+    how_many,
     retry_check,
     retry_may_repeat,
     sent_to_run_again_said,
@@ -2247,6 +2248,26 @@ class LeftBySwitch:
     @property
     def held_waiting(self) -> int:
         return len(self.held & set(self.waiting))
+
+    def sent_said(self) -> str:
+        """What it sent to a person, in a sentence, as its release's email and the console's
+        message after the release both say it ("While it was engaged, it sent 3 proposals to
+        a person (2 held back before they ran and 1 as it was made).")."""
+        if not self.sent:
+            return "While it was engaged, it sent no proposal to a person."
+        ways = []
+        if self.held:
+            ways.append(
+                f"{len(self.held)} held back before {'it' if len(self.held) == 1 else 'they'} ran"
+            )
+        if self.routed:
+            ways.append(
+                f"{len(self.routed)} as {'it was' if len(self.routed) == 1 else 'they were'} made"
+            )
+        return (
+            f"While it was engaged, it sent {how_many(self.sent, 'proposal')} to a person "
+            f"({' and '.join(ways)})."
+        )
 
 
 def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:

@@ -15,8 +15,11 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
-from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_way
+from approvals.selectors import (
+    left_by_kill_switch,
+    proposals_sent_by_kill_switch,
+    proposals_under_way,
+)
 from audit.actors import changed_by
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -177,7 +180,7 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         f"been engaged since {console_time(since)}{engaged_by}: {reason}",
         "What it covers runs as its policies say again: what a policy lets run now runs "
         "without a person.",
-        _left_waiting_said(sent, held=held, routed=routed),
+        _left_waiting_said(switch),
     ]
     return SwitchMessage(
         subject=f"[HITL] Kill switch released on {on}",
@@ -254,34 +257,22 @@ def _held_said(switch: KillSwitch, *, held: set[int], routed: set[int], now: dat
     return f"As of {console_time(now)}, " + "; ".join(said) + "."
 
 
-def _left_waiting_said(sent, *, held: set[int], routed: set[int]) -> str:
+def _left_waiting_said(switch: KillSwitch) -> str:
     """What a released switch leaves: the proposals it sent to a person, and how many of
-    them still wait (releasing it runs none of them)."""
-    if not sent:
-        return "While it was engaged, it sent no proposal to a person."
-    from_ids = held | routed
-    waiting = Proposal.objects.filter(pk__in=from_ids, status=ProposalStatus.PENDING_REVIEW).count()
-    ways = []
-    if held:
-        ways.append(f"{len(held)} held back before {'it' if len(held) == 1 else 'they'} ran")
-    if routed:
-        ways.append(
-            f"{len(routed)} as it was made"
-            if len(routed) == 1
-            else f"{len(routed)} as they were made"
-        )
-    said = (
-        f"While it was engaged, it sent {how_many(len(from_ids), 'proposal')} to a person "
-        f"({' and '.join(ways)}). "
+    them still wait (releasing it runs none of them), counted as the console's message after
+    the release counts them (``left_by_kill_switch``)."""
+    left = left_by_kill_switch(switch)
+    said = left.sent_said()
+    if not left.sent:
+        return said
+    waiting = len(left.waiting)
+    if not waiting:
+        return f"{said} None of them waits for a person now."
+    still = "still waits" if waiting == 1 else "still wait"
+    return (
+        f"{said} {waiting} of them {still} for a person's decision: releasing the switch runs "
+        f"none of them; {'it runs' if waiting == 1 else 'each runs'} once a person approves it."
     )
-    if waiting:
-        still = "still waits" if waiting == 1 else "still wait"
-        return said + (
-            f"{waiting} of them {still} for a person's decision: releasing the switch runs "
-            f"none of them; {'it runs' if waiting == 1 else 'each runs'} once a person "
-            "approves it."
-        )
-    return said + "None of them waits for a person now."
 
 
 def switch_message_not_so(notification: Notification) -> str:

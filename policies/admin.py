@@ -2216,19 +2216,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         left = left_by_kill_switch(switch)
         if not left.sent:
             return ""
-        ways = []
-        if left.held:
-            ways.append(
-                f"{len(left.held)} held back before {'it' if len(left.held) == 1 else 'they'} ran"
-            )
-        if left.routed:
-            ways.append(
-                f"{len(left.routed)} as {'it was' if len(left.routed) == 1 else 'they were'} made"
-            )
-        said = (
-            f"While it was engaged, it sent {how_many(left.sent, 'proposal')} to a person "
-            f"({' and '.join(ways)})."
-        )
+        said = left.sent_said()
         count = len(left.waiting)
         if not count:
             return f"{said} None of them waits for a person now."
