@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from hitl_client import mcp as mcp_server
 from hitl_client._tools import outcome_report
 from hitl_client.models import Proposal as HitlProposal
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -854,6 +855,92 @@ def test_mcp_a_rejection_after_a_request_went_unanswered_does_not_say_it_was_not
         "it. An attempt sent to the channel before then got no answer that says whether the "
         "channel carried it out, though: it may have been."
     )
+
+
+def test_mcp_an_approved_action_a_kill_switch_sent_back_is_told_so_until_a_person_decides(
+    web_server, demo_world, channel, as_operator
+):
+    """A 6% bid raise policy approved is sent to the account's endpoint, which answers 503
+    with Retry-After; a kill switch engaged meanwhile sends it back to a person. Waiting, the
+    model read "Waiting for a human reviewer." beside an auto_approve verdict: nothing said it
+    had been approved and sent back, nor that the request already sent may have been carried
+    out. It is told both, and why; approved again, it executes and is told who let it run."""
+    endpoint = channel(503, 200, retry_after="1")
+    endpoint.while_first_request = lambda: KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="An outage."
+    )
+
+    async def agent(session):
+        tools = {tool.name: tool.description for tool in (await session.list_tools()).tools}
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload={"campaign": "brand-search", "new_bid": "2.12"},
+            rationale="CPC below target for five days.",
+            confidence=0.9,
+        )
+        held = proposed["id"]
+        await when_in_the_database(
+            lambda: ProposalRow.objects.filter(pk=held, status="pending_review").exists()
+        )
+        waiting = await call(session, "wait_for_decision", proposal_id=held, timeout_seconds=1)
+        await as_operator(proposal_approve, proposal_id=held, note="Fine after all.")
+        final = await call(session, "wait_for_decision", proposal_id=held)
+        return tools, proposed, waiting, final
+
+    tools, proposed, waiting, final = run_agent(
+        web_server, demo_world["agents"]["optimizer"], agent
+    )
+    assert "go back to a person before it runs" in tools["propose_action"]
+    assert "pending_review again" in tools["wait_for_decision"]
+    assert proposed["status"] == "approved" and proposed["final"] is False
+    assert waiting["status"] == "pending_review" and waiting["final"] is False
+    assert waiting["next_step"] == (
+        "It was approved to run, then sent back to a person before it ran: Held back before "
+        "executing: the kill switch on account demo is engaged: An outage. A person must "
+        "approve it again. An attempt sent to the channel before then got no answer that says "
+        "whether the channel carried it out, though: it may have been. Waiting for a human "
+        f"reviewer. Call wait_for_decision. It expires at {waiting['expires_at']} unless a "
+        "person decides it first."
+    )
+    assert final["status"] == "executed" and final["decided_by"] == "a reviewer"
+    assert final["message"].startswith("A reviewer approved it: Fine after all. Executed.")
+    assert len(endpoint.received) == 2
+
+
+def test_mcp_one_reviewers_approved_then_held_before_any_attempt_is_told_as_sent_back():
+    """Approved by a reviewer (round 1), held by a kill switch before any attempt (round 2,
+    no execution): sent back, nothing sent to the channel. One waiting for a second
+    reviewer's approval, or routed to a person at once, is not."""
+    reasons = ["Held back before executing: the kill switch on account demo is engaged: X."]
+    routed = ["28.0% of brand-search's daily budget exceeds the 10.0% ceiling."]
+    answer = {
+        "id": 4,
+        "status": "pending_review",
+        "summary": "move",
+        "verdict": {
+            "outcome": "review",
+            "reasons": reasons + routed,
+            "routed_reasons": routed,
+            "required_approvals": 1,
+        },
+        "decisions": [{"outcome": "approve", "note": "", "round": 1}],
+        "review_round": 2,
+        "execution": None,
+    }
+    view = mcp_server.proposal_view(HitlProposal.from_api(answer))
+    assert view["next_step"].startswith(
+        f"It was approved to run, then sent back to a person before it ran: {reasons[0]} "
+        "Waiting for a human reviewer."
+    )
+    answer["verdict"]["required_approvals"] = 2  # one of two approvals in, then an edit
+    view = mcp_server.proposal_view(HitlProposal.from_api(answer))
+    assert view["next_step"] == "Waiting for a human reviewer. Call wait_for_decision."
+    answer.update(decisions=[], review_round=1)  # routed to a person at once
+    view = mcp_server.proposal_view(HitlProposal.from_api(answer))
+    assert view["next_step"] == "Waiting for a human reviewer. Call wait_for_decision."
 
 
 def test_mcp_a_creative_batch_google_ads_partly_deployed_is_told_as_partly_carried_out(

@@ -276,6 +276,36 @@ def back_with_a_person(proposal: Proposal) -> bool:
     return proposal.status == Status.PENDING_REVIEW
 
 
+def sent_back_told(proposal: Proposal) -> str:
+    """For a proposal waiting for a person that had been approved to run (policy let it run,
+    its approvals were in, or an attempt was sent), the sentences that tell the model it was
+    sent back to a person before it ran (a kill switch held it, a re-assessment re-routed it),
+    why (its reasons the routing did not give: "Held back before executing: …"), and what an
+    attempt sent before then did on the channel, if it may have carried it out; "" otherwise.
+    It had read "Waiting for a human reviewer." alone, beside an ``auto_approve`` verdict."""
+    verdict = proposal.verdict
+    if proposal.status != Status.PENDING_REVIEW or verdict is None:
+        return ""
+    current = proposal.review_round or 0
+    earlier: dict[int, int] = {}
+    for decision in proposal.decisions:
+        if decision.outcome == "approve" and (decision.round or 0) < current:
+            earlier[decision.round or 0] = earlier.get(decision.round or 0, 0) + 1
+    approved = (
+        verdict.outcome == "auto_approve"
+        or proposal.execution is not None
+        or any(count >= verdict.required_approvals for count in earlier.values())
+    )
+    if not approved:
+        return ""
+    routed = [str(reason) for reason in verdict.routed_reasons or []]
+    why = [str(reason) for reason in verdict.reasons if str(reason) not in routed]
+    said = "It was approved to run, then sent back to a person before it ran"
+    said += f": {' '.join(why)}" if why and routed else "."
+    sent_before = _SENT_BEFORE.get(_carried_out(proposal) or "", "")
+    return f"{said} {sent_before}".strip()
+
+
 def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
     """The tool's result when the platform refused the proposal (or it could not be made)."""
     report: dict[str, Any] = {"status": "refused", "executed": False}

@@ -41,6 +41,7 @@ from hitl_client._tools import (
     next_attempt_told,
     outcome_report,
     routed_told,
+    sent_back_told,
 )
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
@@ -256,6 +257,11 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         if next_at is not None:
             view["next_attempt_at"] = next_at
             next_step = f"{next_said} {next_step}"
+        # Approved to run, then sent back to a person before it ran: why, and what an
+        # attempt sent meanwhile may have done on the channel.
+        sent_back = sent_back_told(proposal)
+        if sent_back:
+            next_step = f"{sent_back} {next_step}"
         view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
         if expires_at:
             view["expires_at"] = expires_at
@@ -309,9 +315,11 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
     @server.tool(
         description=(
             "Propose a marketing action on one of your accounts. Policy decides at once: the "
-            "answer's status is approved (it runs by itself), pending_review (a human must "
-            "decide: then call wait_for_decision) or blocked (refused; verdict.reasons say "
-            "why). Always give your rationale, your confidence (0 to 1) and the data behind "
+            "answer's status is approved (it runs by itself; not final: call "
+            "wait_for_decision, as it may fail, or go back to a person before it runs, held "
+            "by a kill switch: pending_review again), pending_review (a human must decide: "
+            "then call wait_for_decision) or blocked (refused; verdict.reasons say why). "
+            "Always give your rationale, your confidence (0 to 1) and the data behind "
             "it.\n" + PAYLOADS
         )
     )
@@ -409,7 +417,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "Wait for a proposal's outcome: answers as soon as it is final (executed, with "
             "the state before and after; rejected, with the reviewer's reason_code and "
             "note; blocked, failed, expired, withdrawn or superseded), or when "
-            "timeout_seconds pass with final=false; then call it again to keep waiting. "
+            "timeout_seconds pass with final=false; then call it again to keep waiting (an "
+            "approved one sent back to a person before it ran, held by a kill switch, is "
+            "pending_review again: next_step says why). "
             "Called on a failed proposal, it waits for an operator to retry it and answers "
             "when the run that retry starts ends (executed, or failed again), or, with it "
             "still failed, when timeout_seconds pass."
