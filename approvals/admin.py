@@ -3,7 +3,6 @@
 import copy
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Collection
 from decimal import Decimal
 from fractions import Fraction
@@ -53,6 +52,7 @@ from approvals.selectors import (
     attempt_keys,
     campaigns_not_active,
     carried_out,
+    changed_first_now,
     deciding_policy,
     deployed_creatives,
     earlier_proposals_on_targets,
@@ -175,7 +175,6 @@ from hitlproject.paginators import CappedCountPaginator
 from hitlproject.validation import PLAIN_DIGITS, id_asked
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
-    COUNTED_STATUSES,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
@@ -894,40 +893,9 @@ def _reasons_now(proposal: Proposal, reasons) -> list[str]:
             else:
                 reason = kill_switch_finding_now(str(reason), engaged_now)
         else:
-            reason = _changed_first_now(reason)
+            reason = changed_first_now(reason)
         said.append(reason)
     return said
-
-
-# A routing's reason that a proposal approved ahead of it changes a value it sets first
-# (``approvals.services.proposals.changed_first_reviews``), naming that proposal.
-_CHANGED_FIRST = re.compile(
-    r"#(?P<pk>\d+), approved and about to execute, changes (?P<words>.+) first: this one "
-    r"waits for a person, and is superseded once that one executes\."
-)
-
-
-def _changed_first_now(reason):
-    """A "changed first" reason as it stands now: the proposal ahead that was about to
-    execute when it was routed, where it has not run and is not about to (failed, sent back,
-    superseded, decided otherwise), reads so, with whether it may still supersede this one,
-    not as still about to execute and supersede it."""
-    match = _CHANGED_FIRST.fullmatch(str(reason))
-    if match is None:
-        return reason
-    status = Proposal.objects.filter(pk=int(match["pk"])).values_list("status", flat=True).first()
-    if status is None or status in COUNTED_STATUSES:  # it runs, or has: as the reason says
-        return reason
-    since = {
-        ProposalStatus.FAILED: "it has failed since, and supersedes this one only if a person "
-        "sends it to run again",
-        ProposalStatus.PENDING_REVIEW: "it has been sent back to a person since, and supersedes "
-        "this one only if approved again",
-    }.get(status, f"it {STATUS_REACHED[status]} now, so it does not supersede this one")
-    return (
-        f"#{match['pk']} was approved and about to execute when this one was routed, changing "
-        f"{match['words']} first; {since}."
-    )
 
 
 def _routed_reasons_said(proposal: Proposal) -> list[str]:

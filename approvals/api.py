@@ -38,6 +38,7 @@ from approvals.selectors import (
     proposal_get_for_agent,
     proposal_list_for_agent,
     proposed_payloads,
+    reasons_as_they_stand,
     reassessed_otherwise,
     reassessed_policy_ref,
     retries_of,
@@ -220,12 +221,14 @@ class VerdictOutput(serializers.Serializer):
         "moved, or a reviewer edited it) evaluated it again under another, that one (null: "
         "none matched it)."
     )
-    reasons = serializers.ListField(
-        child=serializers.CharField(),
-        source="verdict_reasons",
+    reasons = serializers.SerializerMethodField(
         help_text="Why, in words: first what happened to it since it was routed (an edit, a "
         "re-assessment, a hold), newest first, then the reasons of the verdict policy names, "
-        "which a re-assessment replaces with its own (routed_reasons keeps the routing's).",
+        "which a re-assessment replaces with its own (routed_reasons keeps the routing's). "
+        "A reason that a proposal approved ahead of it was about to change the same value "
+        "first reads as it stands now: where that one has not run and is no longer about to "
+        "(sent back to a person, failed, decided otherwise), it says so, and whether it may "
+        "still supersede this one."
     )
     routed_reasons = serializers.SerializerMethodField(
         help_text="Why it went where it did (outcome): the reasons of the verdict that "
@@ -253,8 +256,12 @@ class VerdictOutput(serializers.Serializer):
     def get_routed_by(self, proposal: Proposal):
         return routing_policy_ref(proposal)
 
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_reasons(self, proposal: Proposal) -> list[str]:
+        return reasons_as_they_stand(proposal, proposal.verdict_reasons)
+
     def get_routed_reasons(self, proposal: Proposal) -> list[str]:
-        return routing_reasons([proposal]).get(proposal.pk, [])
+        return reasons_as_they_stand(proposal, routing_reasons([proposal]).get(proposal.pk, []))
 
 
 class OutcomeOutput(serializers.Serializer):
@@ -454,8 +461,17 @@ def proposal_body(
             "policy": (
                 reassessed_policy_ref(proposal) if reassessed_otherwise(proposal) else routed_by
             ),
-            "reasons": [str(reason) for reason in proposal.verdict_reasons],
-            "routed_reasons": routed.get(proposal.pk, []),
+            # Just submitted, what it was routed behind was read about to execute.
+            "reasons": (
+                [str(reason) for reason in proposal.verdict_reasons]
+                if just_submitted
+                else reasons_as_they_stand(proposal, proposal.verdict_reasons)
+            ),
+            "routed_reasons": (
+                routed.get(proposal.pk, [])
+                if just_submitted
+                else reasons_as_they_stand(proposal, routed.get(proposal.pk, []))
+            ),
             "required_approvals": proposal.required_approvals,
             "routed_by": routed_by,
             "reassessed_at": _time(proposal.reassessed_at),

@@ -62,11 +62,13 @@ from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
+    COUNTED_STATUSES,
     FINAL_STATUSES,
     MAY_HAVE_BEEN_CARRIED_OUT,
     MAY_STILL_RUN_STATUSES,
     PARTLY_CARRIED_OUT,
     SENT_TO_RUN_AGAIN,
+    STATUS_REACHED,
     UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
@@ -89,6 +91,7 @@ from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     kill_switch_named_in,
     kill_switch_names,
+    named_for_people,
     version_number,
     version_number_of,
 )
@@ -1130,6 +1133,55 @@ def first_routings(proposal_ids) -> QuerySet:
         id__in=proposal_ids,
         history_id=Subquery(routings(OuterRef("id")).values("history_id")[:1]),
     )
+
+
+# A routing's reason that a proposal approved ahead of it changes a value it sets first
+# (``approvals.services.proposals.changed_first_reviews``): as a person reads it, naming that
+# proposal by id ("#3, approved and about to execute,"), or as its agent was told it, where
+# that one is another agent's ("Another agent's proposal, approved and about to execute,")
+# or an earlier item of its batch ("Item 2 of this batch (index 1), approved,").
+_CHANGED_FIRST = re.compile(
+    r"(?P<who>.+?), approved(?P<about> and about to execute)?, changes (?P<words>.+) first: "
+    r"this one waits for a person, and is superseded once that one executes\."
+)
+_NAMED_BY_ID = re.compile(r"#(?P<pk>\d+)")
+
+
+def changed_first_now(reason, named: str | None = None):
+    """A "changed first" reason (``reason``, in the words it was told in) as it stands now:
+    the proposal ahead that was about to execute when it was routed (``named``: the same
+    reason as a person reads it, naming that one by id, ``named_for_people``; else
+    ``reason`` names it), where it has not run and is not about to (failed, sent back to a
+    person by a kill switch or a re-routing, superseded, decided otherwise), reads so, with
+    whether it may still supersede this one, not as still about to execute and supersede
+    it. Read when shown, in the page's and the API's words alike; the recorded reason (and
+    its history) stays as it was said when it was routed. Any other reason, as it is."""
+    told = _CHANGED_FIRST.fullmatch(str(reason))
+    person = _CHANGED_FIRST.fullmatch(str(named)) if named is not None else told
+    ahead = _NAMED_BY_ID.fullmatch(person["who"]) if person is not None else None
+    if told is None or ahead is None:
+        return reason
+    status = Proposal.objects.filter(pk=int(ahead["pk"])).values_list("status", flat=True).first()
+    if status is None or status in COUNTED_STATUSES:  # it runs, or has: as the reason says
+        return reason
+    since = {
+        ProposalStatus.FAILED: "it has failed since, and supersedes this one only if a person "
+        "sends it to run again",
+        ProposalStatus.PENDING_REVIEW: "it has been sent back to a person since, and supersedes "
+        "this one only if approved again",
+    }.get(status, f"it {STATUS_REACHED[status]} now, so it does not supersede this one")
+    return (
+        f"{told['who']} was approved{told['about'] or ''} when this one was routed, changing "
+        f"{told['words']} first; {since}."
+    )
+
+
+def reasons_as_they_stand(proposal: Proposal, reasons: Iterable[str]) -> list[str]:
+    """``reasons`` of ``proposal`` (its verdict's, or its routing's) as its agent reads them
+    through the API: each "changed first" reason as it stands now (``changed_first_now``),
+    the others as recorded."""
+    named = named_for_people(proposal.guardrail_findings)
+    return [changed_first_now(str(reason), named.get(str(reason))) for reason in reasons or ()]
 
 
 def verdict_reasons_alone(reasons: Iterable[str]) -> list[str]:
