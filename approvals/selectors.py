@@ -89,6 +89,7 @@ from ledger.models import (
 from policies.engine import HOLD_RULE_LABELS, Rule, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
+    kill_switch_last_run,
     kill_switch_named_in,
     kill_switch_names,
     named_for_people,
@@ -2323,17 +2324,12 @@ class LeftBySwitch:
 
 
 def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:
-    """``LeftBySwitch`` for ``switch``'s last engaged run, as its history records it (read
-    newest first: a release, then the versions that engaged it or kept it engaged)."""
-    since = None
-    for record in switch.history.order_by("-history_id")[:200]:
-        if not record.engaged:
-            if since is not None:
-                break
-            continue
-        since = record.history_date
-    if since is None:
+    """``LeftBySwitch`` for ``switch``'s last engaged run, as its history records it
+    (``kill_switch_last_run``)."""
+    engaging, _ = kill_switch_last_run(switch)
+    if engaging is None:
         return LeftBySwitch(frozenset(), frozenset(), ())
+    since = engaging.history_date
     ever = proposals_sent_by_kill_switch(switch)
     sent = [each for each in ever if each.at >= since]
     held = frozenset(each.proposal_id for each in sent if each.held_back)

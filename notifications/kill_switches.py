@@ -28,6 +28,7 @@ from hitlproject.vocabulary import as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
+from policies.services import kill_switch_last_run
 
 # A switch's message goes this long after the save, drawn then: what was approved when it was
 # engaged has been held back by the executor by then (the figures say what it did, not what
@@ -100,17 +101,12 @@ class Turn:
 
 
 def _turns(switch: KillSwitch) -> tuple[Turn | None, Turn | None]:
-    """The switch's last engaging and, if it is released now, its release, by its history
-    (read in the order written): a change of its reason while engaged engages nothing."""
-    engaged = released = None
-    for record in switch.history.order_by("-history_id")[:200]:
-        if not record.engaged:
-            if engaged is not None:
-                break
-            released = Turn(record.history_date, changed_by(record))
-            continue
-        engaged = Turn(record.history_date, changed_by(record))
-    return engaged, released
+    """The switch's last engaging and, if it is released now, its release
+    (``kill_switch_last_run``): when, and by whom."""
+    return tuple(
+        Turn(record.history_date, changed_by(record)) if record is not None else None
+        for record in kill_switch_last_run(switch)
+    )
 
 
 @dataclass(frozen=True)

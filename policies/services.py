@@ -428,26 +428,30 @@ def kill_switch_finding_now(
     return kill_switch_reason_released(finding, none_covers_now=not engaged_now, when=when)
 
 
-def _engaging_record(switch: KillSwitch):
-    """The historical record of an engaged switch's last engaging (None if it has no history):
-    editing its reason while engaged does not engage it again. Its records are read in the
-    order they were written (``history_id``): their ``history_date`` is the clock of the host
-    that wrote each, and a web host's and a worker's can disagree by seconds."""
+def kill_switch_last_run(switch: KillSwitch) -> tuple[Any, Any]:
+    """The historical records of the switch's last engaging and, if it is released now, of
+    its release (None where its history has none): editing its reason while engaged does not
+    engage it again, nor while released release it again. Its records are read in the order
+    they were written (``history_id``): their ``history_date`` is the clock of the host that
+    wrote each, and a web host's and a worker's can disagree by seconds."""
     history = switch.history.order_by("-history_id").only(
         "history_date", "engaged", "history_actor_kind", "history_actor"
     )
-    engaging = None
-    for record in history[:100]:
+    engaging = released = None
+    for record in history[:200]:
         if not record.engaged:
-            break
+            if engaging is not None:
+                break
+            released = record
+            continue
         engaging = record
-    return engaging
+    return engaging, released
 
 
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:
     """When an engaged switch was last engaged, by its history (its last change, if it has
     none)."""
-    engaging = _engaging_record(switch)
+    engaging, _ = kill_switch_last_run(switch)
     return engaging.history_date if engaging else switch.updated_at
 
 
@@ -466,7 +470,7 @@ def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
     history ("not recorded" where it has none)."""
     engaged = []
     for switch in KillSwitch.objects.filter(engaged=True).select_related("account"):
-        engaging = _engaging_record(switch)
+        engaging, _ = kill_switch_last_run(switch)
         engaged.append(
             EngagedKillSwitch(
                 switch=switch,
