@@ -365,6 +365,55 @@ def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_propo
     assert Proposal.history.filter(id=proposal.pk, status="executed").count() == 1
 
 
+def test_a_call_id_the_model_uses_again_in_a_later_turn_is_a_proposal_of_its_own(
+    platform, operator
+):
+    """Some providers number tool calls "call_0", "call_1", … again each turn. The key had
+    been the thread and the call's id: the same reallocation asked for again after a
+    reviewer rejected it was answered with that rejection (nobody saw the second call), and
+    a smaller one refused for the first one's key. Each is a proposal a person decides; a
+    resumed run still finds its own."""
+
+    def turn(amount: str) -> AIMessage:
+        args = {**REALLOCATION[1], "amount": amount}
+        return AIMessage(
+            content="", tool_calls=[{"name": "move_budget", "args": args, "id": "call_0"}]
+        )
+
+    model = ScriptedModel(
+        messages=iter([turn("280.00"), turn("280.00"), turn("150.00"), AIMessage(content="Done.")])
+    )
+    agent, config, paused, waiting = paused_run(platform, model, "Move 28%.", "reused-ids")
+    first = waiting.value["proposal_id"]
+    proposal_reject(
+        proposal_id=first, reviewer=operator, reason_code="too_aggressive", note="Too much."
+    )
+
+    paused = agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+    (waiting,) = paused["__interrupt__"]
+    second = waiting.value["proposal_id"]
+    assert second != first  # the same action again: a person decides it again
+    assert json.loads(model.shown[0].content)["proposal_id"] == first
+    proposal_reject(
+        proposal_id=second, reviewer=operator, reason_code="too_aggressive", note="Still."
+    )
+
+    paused = agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+    (waiting,) = paused["__interrupt__"]
+    third = waiting.value["proposal_id"]
+    assert third not in (first, second)
+    proposal_approve(proposal_id=third, reviewer=operator, note="Fine.")
+    result = agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    assert [json.loads(m.content)["note"] for m in model.shown] == ["Too much.", "Still.", "Fine."]
+    seen = [json.loads(m.content) for m in model.shown]
+    assert [each["proposal_id"] for each in seen] == [first, second, third]
+    assert [each["status"] for each in seen] == ["rejected", "rejected", "executed"]
+    assert result["messages"][-1].content == "Done."
+    assert Proposal.objects.count() == 3
+    assert budgets() == (Decimal("850.00"), Decimal("650.00"))
+
+
 def test_resuming_with_a_client_of_its_own_reads_the_environment_and_closes_it(
     platform, operator, web_server, demo_world, monkeypatch
 ):

@@ -16,7 +16,7 @@ from agents import Agent, Model, ModelResponse, Runner, RunState, Usage, set_tra
 from agents.exceptions import UserError
 from django.contrib.auth import get_user_model
 from hitl_client import AsyncClient, RetryPolicy
-from hitl_client.errors import ConnectionFailed, NotFound
+from hitl_client.errors import ConnectionFailed, NotFound, Unprocessable
 from hitl_client.openai_agents import PlatformTools, ToolAction
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -258,6 +258,104 @@ def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operat
     }
     assert Proposal.objects.count() == 1
     assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_a_call_id_the_model_uses_again_in_a_later_run_is_a_proposal_of_its_own(
+    web_server, key, operator
+):
+    """A model whose call ids start again each run ("call_0"): the key had been the call's
+    id alone, so the same reallocation asked for again in the next run was answered with the
+    first one's rejection (nobody saw it), and a smaller one refused for the first one's
+    key. Each is a proposal a person decides."""
+
+    def reusing(amount: str) -> ScriptedModel:
+        model = ScriptedModel(("move_budget", {**REALLOCATION[1], "amount": amount}))
+        model.turns[0][0].call_id = "call_0"
+        return model
+
+    async def runs() -> list[tuple[ScriptedModel, int]]:
+        told = []
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            for amount, decide in (("280.00", "reject"), ("280.00", "reject"), ("150.00", "ok")):
+                model = reusing(amount)
+                agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+                paused = await Runner.run(agent, "Move budget.")
+                (waiting,) = await platform.waiting(paused)
+                await asyncio.to_thread(decided, waiting.id, decide)
+                await Runner.run(agent, await platform.resolve(paused, timeout=60))
+                told.append((model, waiting.id))
+        return told
+
+    def decided(proposal_id: int, decide: str) -> None:
+        if decide == "reject":
+            proposal_reject(
+                proposal_id=proposal_id,
+                reviewer=operator,
+                reason_code="too_aggressive",
+                note=f"Not #{proposal_id}.",
+            )
+        else:
+            proposal_approve(proposal_id=proposal_id, reviewer=operator, note="Fine.")
+
+    told = asyncio.run(runs())
+
+    ids = [proposal_id for _, proposal_id in told]
+    assert len(set(ids)) == 3 and Proposal.objects.count() == 3
+    seen = [model.told() for model, _ in told]
+    assert [each["proposal_id"] for each in seen] == ids
+    assert [each["status"] for each in seen] == ["rejected", "rejected", "executed"]
+    assert [each["note"] for each in seen] == [f"Not #{ids[0]}.", f"Not #{ids[1]}.", "Fine."]
+    assert budgets() == (Decimal("850.00"), Decimal("650.00"))
+
+
+def test_a_tool_action_that_builds_other_fields_for_the_same_call_is_raised_not_told(
+    web_server, key
+):
+    """A ``ToolAction`` whose fields are not a function of the call's arguments alone (here a
+    rationale with the process's start in it) builds other fields when the saved run is
+    resumed elsewhere: its key came with another body, a 422. The model had been told the
+    platform refused its proposal and nothing was executed, while the first one still waited
+    for a person, who could approve it. It is raised, saying so; nothing more is proposed."""
+    model = ScriptedModel(REALLOCATION)
+
+    def platform_tools(client: AsyncClient, started: str) -> tuple[PlatformTools, Agent]:
+        platform = PlatformTools(client=client)
+        action = ToolAction(
+            "budget_reallocation",
+            account="demo",
+            payload=lambda a: {k: a[k] for k in ("from_campaign", "to_campaign", "amount")},
+            rationale=lambda a: f"{a['rationale']} (run started {started})",
+            confidence=0.82,
+        )
+        return platform, Agent(
+            name="optimizer", model=model, tools=[platform.tool(move_budget, action)]
+        )
+
+    async def start() -> str:
+        async with AsyncClient(web_server, key) as client:
+            _, agent = platform_tools(client, "09:00")
+            paused = await Runner.run(agent, "Move 28%.")
+            assert paused.interruptions  # it waits for a person
+            return paused.to_state().to_string()
+
+    async def resume(saved: str):
+        async with AsyncClient(web_server, key) as client:
+            platform, agent = platform_tools(client, "09:05")
+            return await platform.resolve(await RunState.from_string(agent, saved), timeout=5)
+
+    saved = asyncio.run(start())
+    with pytest.raises(Unprocessable) as refused:
+        asyncio.run(resume(saved))
+
+    message = str(refused.value)
+    assert "made of the PlatformTools' key_scope, the tool's name, the call's id and its" in message
+    assert "Nothing was proposed for this call" in message
+    assert "Make the ToolAction's fields a function of the arguments alone." in message
+    assert refused.value.idempotency_key.startswith("openai-agents-")
+    assert not model.shown
+    (waiting,) = Proposal.objects.all()
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
 
 
 def test_an_edited_reallocation_comes_back_with_the_edit(web_server, key, operator):

@@ -20,6 +20,7 @@ from .errors import (
     HitlError,
     PermissionDenied,
     ServerError,
+    Unprocessable,
     ValidationFailed,
 )
 from .models import Decision, Proposal, Status
@@ -77,6 +78,39 @@ def idempotency_key(framework: str, *parts: str) -> str:
     proposal it already has instead of taking a second one."""
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:48]
     return f"{framework}-{digest}"
+
+
+def arguments_text(args: Args) -> str:
+    """A tool call's arguments, written one way whatever their order: a part of its key, so
+    that a call whose id a model reused (some providers number calls "call_0", "call_1", …
+    again each turn) with other arguments is another proposal, not the first one's answer."""
+    return json.dumps(args, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def key_reused(error: HitlError) -> bool:
+    """Whether the platform refused a proposal because its key had come with another body (a
+    422, the only one a proposal gets): not the model's to fix, nor the earlier proposal's
+    answer to give."""
+    return isinstance(error, Unprocessable)
+
+
+def key_reused_told(error: HitlError, key: str, made_of: str) -> HitlError:
+    """``error`` (``key_reused``) saying what it means for an adapter's call: its key, made of
+    the call's identity and arguments (``made_of`` says of what), was first sent with other
+    fields, so the tool's ``ToolAction`` builds them from something else than the arguments
+    (a clock, a counter, a file); nothing was proposed for this call, and the earlier
+    proposal is not its answer."""
+    said = message_without_key(error).rstrip()
+    error.message = (
+        f"{said} The tool call's Idempotency-Key, {key!r}, is made of {made_of}, and was "
+        "first sent with other proposal fields for the same arguments: the tool's "
+        "ToolAction builds its fields from something other than the call's arguments. "
+        "Nothing was proposed for this call, and the proposal first made with the key is not "
+        "its answer. Make the ToolAction's fields a function of the arguments alone."
+    )
+    error.args = (error.message,)
+    error.idempotency_key = key
+    return error
 
 
 #: Failures after which a proposal may have been made though its answer never arrived whole:

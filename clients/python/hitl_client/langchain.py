@@ -13,9 +13,10 @@ the LangGraph run (``wait="interrupt"``, LangGraph's ``interrupt``; the agent ne
 checkpointer and a ``thread_id``) and picks up the decision when the run is resumed with
 ``Command(resume=...)``: ``resume_when_decided`` waits for the decisions and builds that
 command. A resumed run re-runs the tool call from its start; the proposal's idempotency key
-is derived from the thread and the tool call's id, so the platform answers with the
-proposal it already has (it is never proposed, nor executed, twice). The platform keeps
-idempotency keys for 48 hours by default: resume within that time.
+is derived from the thread, the model's message that made the call, the call's id and its
+arguments, so the platform answers with the proposal it already has (it is never proposed,
+nor executed, twice), and a later call whose id the model reused is a proposal of its own.
+The platform keeps idempotency keys for 48 hours by default: resume within that time.
 
 Example::
 
@@ -48,7 +49,7 @@ from typing import Any, Literal
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain.agents.middleware.types import ToolCallRequest
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.types import Command, Interrupt, interrupt
 
 from . import AsyncClient, Client
@@ -57,10 +58,13 @@ from ._tools import (
     LostAnswers,
     ToolAction,
     approvals_so_far,
+    arguments_text,
     back_with_a_person,
     edit_told,
     expiry,
     idempotency_key,
+    key_reused,
+    key_reused_told,
     may_be_made,
     may_have_run,
     outcome_report,
@@ -84,6 +88,9 @@ __all__ = [
 INTERRUPT_TYPE = "hitl_proposal"
 
 WaitMode = Literal["block", "interrupt"]
+
+#: What a tool call's Idempotency-Key is made of (``_key``), as an error tells it.
+_MADE_OF = "its thread, the model's message that made the call, the call's id and its arguments"
 
 
 class ProposalMiddleware(AgentMiddleware):
@@ -200,10 +207,12 @@ class ProposalMiddleware(AgentMiddleware):
         fields, key = self._lost.sent_as(fields, _key(request), _thread(request))
         try:
             proposal = self.client.propose(**fields, idempotency_key=key)
-        except MODEL_FIXABLE as error:
-            self._lost.answered(fields, _thread(request))
-            return _tool_message(request, refusal_report(error), proposal=None)
         except HitlError as error:
+            if key_reused(error):
+                raise key_reused_told(error, key, _MADE_OF) from None
+            if isinstance(error, MODEL_FIXABLE):
+                self._lost.answered(fields, _thread(request))
+                return _tool_message(request, refusal_report(error), proposal=None)
             if may_be_made(error):
                 self._lost_answer(request, error, fields, key, made=None)
             raise
@@ -249,10 +258,12 @@ class ProposalMiddleware(AgentMiddleware):
         fields, key = self._lost.sent_as(fields, _key(request), _thread(request))
         try:
             proposal = await client.propose(**fields, idempotency_key=key)
-        except MODEL_FIXABLE as error:
-            self._lost.answered(fields, _thread(request))
-            return _tool_message(request, refusal_report(error), proposal=None)
         except HitlError as error:
+            if key_reused(error):
+                raise key_reused_told(error, key, _MADE_OF) from None
+            if isinstance(error, MODEL_FIXABLE):
+                self._lost.answered(fields, _thread(request))
+                return _tool_message(request, refusal_report(error), proposal=None)
             if may_be_made(error):
                 self._lost_answer(request, error, fields, key, made=None)
             raise
@@ -304,14 +315,43 @@ def _thread(request: ToolCallRequest) -> Any:
 
 
 def _key(request: ToolCallRequest) -> str:
-    """The same for each run of this tool call in this thread; without a thread (no
-    checkpointer, so nothing can re-run the call), one of its own, which a failure whose
-    proposal may have been made names (``LostAnswers``)."""
+    """The same for each run of this tool call in this thread, and another for any other
+    call; without a thread (no checkpointer, so nothing can re-run the call), one of its own,
+    which a failure whose proposal may have been made names (``LostAnswers``).
+
+    A call is the thread's, the model's message that carries it (its id, which the thread's
+    checkpoint keeps, as a resumed run reads it again), its id and its arguments: the call's
+    id alone had been the key, and a model whose ids repeat in a thread ("call_0" each turn,
+    as some providers number them) had its next call answered with the first one's proposal
+    (the same action: told "executed" for a call nobody saw) or refused for it (another)."""
     thread_id = _thread(request)
     call_id = request.tool_call.get("id")
     if thread_id is None or not call_id:
         return f"langchain-{uuid.uuid4().hex}"
-    return idempotency_key("langchain", str(thread_id), call_id)
+    return idempotency_key(
+        "langchain",
+        str(thread_id),
+        _carried_by(request, call_id),
+        call_id,
+        arguments_text(request.tool_call.get("args") or {}),
+    )
+
+
+def _carried_by(request: ToolCallRequest, call_id: str) -> str:
+    """The model's message in the thread that carries the call: its id (the messages'
+    reducer gives each message one), or its place among the thread's messages; "" where the
+    state holds no such message."""
+    state = request.state
+    messages = state.get("messages") if isinstance(state, Mapping) else None
+    if messages is None:
+        messages = getattr(state, "messages", None) or ()
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, AIMessage) and any(
+            call.get("id") == call_id for call in message.tool_calls
+        ):
+            return message.id or f"#{index}"
+    return ""
 
 
 def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, Any]:

@@ -15,9 +15,10 @@ note, superseded, expired. ``PlatformTools.run(agent, input)`` does that loop fo
 With ``wait="block"`` the tool never interrupts the run: it waits for the human itself (up
 to ``timeout`` seconds; the model is told the proposal still waits if time runs out).
 
-A call is proposed with an idempotency key derived from its call id, so checking it again
-when the run resumes, or in another process from a saved ``RunState``, finds the same
-proposal: it is never proposed, nor executed, twice.
+A call is proposed with an idempotency key derived from its call id and its arguments, so
+checking it again when the run resumes, or in another process from a saved ``RunState``,
+finds the same proposal: it is never proposed, nor executed, twice; a call whose id the
+model reused with other arguments is a proposal of its own.
 
 Example::
 
@@ -61,8 +62,11 @@ from ._tools import (
     MODEL_FIXABLE,
     LostAnswers,
     ToolAction,
+    arguments_text,
     back_with_a_person,
     idempotency_key,
+    key_reused,
+    key_reused_told,
     may_be_made,
     outcome_report,
     refusal_report,
@@ -81,6 +85,9 @@ _AGAIN = (
     "calling the tool again for the same action through these PlatformTools (running the "
     "agent again with them)"
 )
+
+#: What a tool call's Idempotency-Key is made of (``PlatformTools._call``), as an error says.
+_MADE_OF = "the PlatformTools' key_scope, the tool's name, the call's id and its arguments"
 
 #: Statuses in which the platform approved the action: the interruption is approved and the
 #: tool reports how its execution went. Any other final status rejects it.
@@ -120,6 +127,8 @@ class PlatformTools:
         self._seen: dict[str, Proposal | Exception] = {}
         # The fields and key each call was proposed with, until its tool reports it.
         self._sent: dict[str, tuple[dict[str, Any], str]] = {}
+        # How many calls with the same id and arguments have been told their outcome (``_call``).
+        self._told: dict[str, int] = {}
         self._lost = LostAnswers()
 
     @property
@@ -157,20 +166,21 @@ class PlatformTools:
 
         async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> str:
             args = _arguments(arguments)
-            call_id = context.tool_call_id
-            answer = await self._proposal(schema.name, args, call_id)
-            self._seen.pop(call_id, None)
+            call = self._call(schema.name, args, context.tool_call_id)
+            answer = await self._proposal(schema.name, args, context.tool_call_id)
+            self._seen.pop(call, None)
             if isinstance(answer, Exception):
                 return report_text(refusal_report(answer))
             try:
                 answer = await self._as_it_ends(answer)
             except HitlError as error:
-                if call_id in self._sent:
-                    fields, key = self._sent[call_id]
+                if call in self._sent:
+                    fields, key = self._sent[call]
                     self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
                 raise
-            if call_id in self._sent:
-                self._lost.answered(self._sent.pop(call_id)[0])
+            if call in self._sent:
+                self._lost.answered(self._sent.pop(call)[0])
+            self._answered(schema.name, args, context.tool_call_id)
             return report_text(outcome_report(answer))
 
         return FunctionTool(
@@ -206,26 +216,27 @@ class PlatformTools:
     ) -> Proposal | Exception:
         """The proposal for this call: proposed once, found again by its key after that.
         ``args``: the call's arguments, or why they are none (``_arguments``)."""
-        if call_id in self._seen:
-            return self._seen[call_id]
+        call = self._call(tool_name, args, call_id)
+        if call in self._seen:
+            return self._seen[call]
         if isinstance(args, ValueError):
             return args
         try:
             fields = self._actions[tool_name].proposal_fields(args)
         except (KeyError, TypeError, ValueError) as error:
             return error
-        fields, key = self._lost.sent_as(
-            fields, idempotency_key("openai-agents", self.key_scope, tool_name, call_id)
-        )
+        fields, key = self._lost.sent_as(fields, call)
         try:
             answer: Proposal | Exception = await self.client.propose(**fields, idempotency_key=key)
-        except MODEL_FIXABLE as error:
+        except HitlError as error:
+            if key_reused(error):
+                raise key_reused_told(error, key, _MADE_OF) from None
+            if not isinstance(error, MODEL_FIXABLE):
+                if may_be_made(error):
+                    self._lost.lost(error, fields, key, made=None, again=_AGAIN)
+                raise
             self._lost.answered(fields)
             answer = error
-        except HitlError as error:
-            if may_be_made(error):
-                self._lost.lost(error, fields, key, made=None, again=_AGAIN)
-            raise
         else:
             try:
                 if answer.replayed:  # the answer it got when first proposed: as it is now
@@ -233,9 +244,33 @@ class PlatformTools:
             except HitlError as error:
                 self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
                 raise
-            _keep(self._sent, call_id, (fields, key))
-        _keep(self._seen, call_id, answer)
+            _keep(self._sent, call, (fields, key))
+        _keep(self._seen, call, answer)
         return answer
+
+    def _call(self, tool_name: str, args: dict[str, Any] | ValueError, call_id: str) -> str:
+        """The call's Idempotency-Key, by which it is remembered until its tool reports it: the
+        same each time the run checks it again (resumed, or from a saved ``RunState`` in
+        another process), another for any other call. It is made of ``key_scope``, the
+        tool's name, the call's id and its arguments: a model whose call ids repeat ("call_0"
+        each turn, or each run) had a later call with other arguments refused for the first
+        one's key, as the id alone made it (or answered with the first one's proposal while
+        it was remembered here)."""
+        parts = self._parts(tool_name, args, call_id)
+        told = self._told.get(idempotency_key("openai-agents", *parts), 0)
+        # Its model told the outcome of a call with the same id and arguments already (the
+        # SDK refuses an id reused within a run, not in the next one): this one is another.
+        return idempotency_key("openai-agents", *parts, *([str(told)] if told else []))
+
+    def _parts(self, tool_name: str, args: dict[str, Any] | ValueError, call_id: str) -> list[str]:
+        arguments = str(args) if isinstance(args, ValueError) else arguments_text(args)
+        return [self.key_scope, tool_name, call_id, arguments]
+
+    def _answered(self, tool_name: str, args: dict[str, Any] | ValueError, call_id: str) -> None:
+        """The call's outcome was given to its model (its tool's result, or the rejection
+        the run resumed with): the next call with its id and arguments is another call."""
+        first = idempotency_key("openai-agents", *self._parts(tool_name, args, call_id))
+        _keep(self._told, first, self._told.get(first, 0) + 1)
 
     def _ours(self, item: ToolApprovalItem) -> bool:
         return item.tool_name in self._actions
@@ -269,22 +304,23 @@ class PlatformTools:
                 continue
             raw = item.raw_item
             call_id = _field(raw, "call_id")
-            answer = await self._proposal(
-                item.tool_name, _arguments(_field(raw, "arguments")), call_id
-            )
+            args = _arguments(_field(raw, "arguments"))
+            call = self._call(item.tool_name, args, call_id)
+            answer = await self._proposal(item.tool_name, args, call_id)
             if isinstance(answer, Exception):  # not proposed: the tool says why
                 state.approve(item)
                 continue
             decided = await self.client.wait(answer.id, timeout=timeout)
-            _keep(self._seen, call_id, decided)
+            _keep(self._seen, call, decided)
             if decided.status in _APPROVED:
                 state.approve(item)
             else:
-                self._seen.pop(call_id, None)
-                if call_id in self._sent:  # its tool does not run: it is answered here
-                    self._lost.answered(self._sent.pop(call_id)[0])
+                self._seen.pop(call, None)
+                if call in self._sent:  # its tool does not run: it is answered here
+                    self._lost.answered(self._sent.pop(call)[0])
                 report = outcome_report(decided)
                 state.reject(item, rejection_message=report_text(report))
+                self._answered(item.tool_name, args, call_id)
         return state
 
     async def run(
@@ -314,9 +350,9 @@ class PlatformTools:
 REMEMBERED_CALLS = 1000
 
 
-def _keep(kept: dict[str, Any], call_id: str, value: Any) -> None:
-    kept.pop(call_id, None)
-    kept[call_id] = value
+def _keep(kept: dict[str, Any], call: str, value: Any) -> None:
+    kept.pop(call, None)
+    kept[call] = value
     while len(kept) > REMEMBERED_CALLS:
         del kept[next(iter(kept))]
 
