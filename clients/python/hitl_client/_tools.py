@@ -299,6 +299,18 @@ _SENT_BEFORE = {
 }
 
 
+#: What an earlier attempt did on the channel, for a proposal that may still execute and was
+#: not sent back to a person (``sent_back_told`` says it of one that was, after saying so).
+#: "An attempt sent to the channel before then" had been said with no "then" before it.
+_EARLIER = {
+    "partly": "An attempt already sent to the channel carried out part of it.",
+    "unknown": (
+        "An attempt already sent to the channel got no answer that says whether the channel "
+        "carried it out: it may have been."
+    ),
+}
+
+
 def will_run_without_a_human(proposal: Proposal) -> bool:
     return proposal.status in _RUNNING
 
@@ -581,6 +593,7 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         routed, routed_said = routed_told(proposal)
         if routed is not None:
             report["routed_reasons"] = routed
+        sent_back = sent_back_told(proposal)
         report["message"] = " ".join(
             filter(
                 None,
@@ -591,8 +604,9 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
                     edit_said,
                     approvals["message"] if approvals else "",
                     next_said,
-                    _SENT_BEFORE.get(_carried_out(proposal), ""),
-                    *report["reasons"],
+                    sent_back or _EARLIER.get(_carried_out(proposal) or "", ""),
+                    # Those the sentence that it was sent back gave as why are not said twice.
+                    *(reason for reason in report["reasons"] if reason not in sent_back),
                     routed_said,
                 ],
             )

@@ -1,0 +1,60 @@
+"""What the LangChain and OpenAI Agents adapters tell the model of a proposal that may still
+execute and that an attempt on its channel may already have carried out: "before then" had
+been said with no "then" before it ("Proposal #8 waits for a human decision; …. An attempt
+sent to the channel before then got no answer …"). Read from the API's own shape, as the
+adapters read it."""
+
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal
+
+HELD = "Held back before executing: the kill switch on account demo is engaged: An outage."
+
+
+def proposal(status: str, verdict: dict, execution: dict, **more) -> Proposal:
+    return Proposal.from_api(
+        {
+            "id": 8,
+            "status": status,
+            "action_type": "bid_adjustment",
+            "payload": {"campaign": "brand-search", "new_bid": "2.12"},
+            "summary": "bid of brand-search 2.00 → 2.12",
+            "verdict": {"required_approvals": 1, **verdict},
+            "decisions": [],
+            "execution": execution,
+            **more,
+        }
+    )
+
+
+def test_one_sent_back_to_a_person_says_it_was_before_what_an_attempt_sent_before_then_did():
+    held = proposal(
+        "pending_review",
+        {"outcome": "auto_approve", "reasons": ["Within the ceiling.", HELD],
+         "routed_reasons": ["Within the ceiling."]},
+        {"status": "failed", "attempt": 1, "error": "HTTP 503", "carried_out": "unknown"},
+        review_round=1,
+    )  # fmt: skip
+
+    message = outcome_report(held)["message"]
+
+    sent_back = message.index("It was approved to run, then sent back to a person before it ran")
+    assert message.index("An attempt sent to the channel before then got no answer") > sent_back
+    assert message.count(HELD) == 1  # why it was sent back, said once
+
+
+def test_one_the_platform_tries_again_says_an_attempt_already_sent_may_have_run():
+    retrying = proposal(
+        "executing",
+        {"outcome": "auto_approve", "reasons": ["Within the ceiling."]},
+        {"status": "failed", "attempt": 1, "error": "No answer in time",
+         "carried_out": "unknown", "next_attempt_at": "2026-12-07T15:20:00Z"},
+    )  # fmt: skip
+
+    message = outcome_report(retrying)["message"]
+
+    assert "before then" not in message
+    assert (
+        "Attempt 1 failed: No answer in time; the platform tries it again by itself, attempt 2 "
+        "being due at 2026-12-07T15:20:00Z. An attempt already sent to the channel got no "
+        "answer that says whether the channel carried it out: it may have been." in message
+    )
