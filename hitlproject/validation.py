@@ -73,12 +73,20 @@ def not_text(number: int | float) -> str:
 
 
 class StrictFloatField(serializers.FloatField):
-    """A number, and only a number: ``true`` is not 1.0 here."""
+    """A number, and only a number: ``true`` is not 1.0 here, nor is text other than a JSON
+    number's (``float`` took "٠.٥", "0.0_5" and " 0.5 " as numbers, which no amount of the
+    API takes). Held as a 64-bit float: a whole number too large for one is refused in words
+    (it read "Integer value too large to convert to float"), and -0 is kept as 0 (it was
+    stored, and read back to its agent, as -0.0)."""
+
+    default_error_messages = {
+        "overflow": "Must be a number a 64-bit float holds (up to about 1.8e308).",
+    }
 
     def to_internal_value(self, data: Any) -> float:
-        if isinstance(data, bool):
+        if isinstance(data, bool) or (isinstance(data, str) and not JSON_NUMBER.fullmatch(data)):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        return super().to_internal_value(data) + 0.0  # -0.0 + 0.0 is 0.0
 
 
 # A JSON number (RFC 8259's grammar), as the text of one may write it too.

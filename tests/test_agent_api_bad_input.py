@@ -49,6 +49,14 @@ BAD_PROPOSALS = {
     "confidence NaN as a string": (bid_adjustment(confidence="NaN"), "confidence"),
     "confidence as text": (bid_adjustment(confidence="high"), "confidence"),
     "confidence as a boolean": (bid_adjustment(confidence=True), "confidence"),
+    # Text that Python's float reads as a number, and no JSON number is.
+    "confidence in Arabic-Indic digits": (bid_adjustment(confidence="٠.٥"), "confidence"),
+    "confidence with an underscore": (bid_adjustment(confidence="0.0_5"), "confidence"),
+    "confidence padded with spaces": (bid_adjustment(confidence=" 0.5 "), "confidence"),
+    "confidence a whole number too large for a float": (
+        bid_adjustment(confidence=10**400),
+        "confidence",
+    ),
     "rationale missing": (
         {k: v for k, v in bid_adjustment().items() if k != "rationale"},
         "rationale",
@@ -115,6 +123,30 @@ def test_bad_proposal_is_refused_with_a_message_for_the_field_and_writes_nothing
     assert field in response.json(), response.json()
     assert Proposal.objects.count() == 0
     assert not IdempotencyRecord.objects.exists()
+
+
+def test_confidence_written_as_text_no_json_number_is_refused_in_the_api_s_words(optimizer):
+    """A confidence in digits of another script was taken as a number, which no amount of
+    the API takes; a whole number too large for a float was refused in Python's words."""
+    for confidence in ["٠.٥", "0.0_5", " 0.5 "]:
+        response = optimizer.post(URL, bid_adjustment(confidence=confidence), format="json")
+        assert response.json() == {"confidence": ["A valid number is required."]}
+    response = optimizer.post(URL, bid_adjustment(confidence=10**400), format="json")
+    assert response.json() == {
+        "confidence": ["Must be a number a 64-bit float holds (up to about 1.8e308)."]
+    }
+    assert Proposal.objects.count() == 0
+
+
+def test_a_confidence_of_minus_zero_is_kept_and_read_back_as_zero(optimizer):
+    """-0 is 0, within 0 to 1: kept, and read back to its agent as 0.0, not -0.0."""
+    response = optimizer.post(URL, bid_adjustment(confidence="-0"), format="json")
+    assert response.status_code == 201, response.content
+    assert '"confidence":0.0' in response.content.decode()
+    proposal = Proposal.objects.get()
+    assert str(proposal.confidence) == "0.0"
+    again = optimizer.get(f"{URL}{proposal.pk}/")
+    assert '"confidence":0.0' in again.content.decode()
 
 
 def test_a_proposal_wrong_in_its_fields_and_its_payload_is_told_both_at_once(optimizer):
