@@ -78,6 +78,7 @@ from hitlproject.longpoll import (
 from hitlproject.schema import docstring_for_code_readers
 from hitlproject.validation import (
     PlainWholeNumber,
+    ShownTextField,
     StrictFloatField,
     StrictQuery,
     StrictSerializer,
@@ -112,7 +113,7 @@ class ProposalInput(StrictSerializer):
     action_type = serializers.CharField(max_length=32, help_text="One of the action types.")
     account = serializers.SlugField(max_length=100, help_text="The account's external id.")
     payload = serializers.DictField(help_text="The action's fields; see the action type.")
-    rationale = serializers.CharField(max_length=10_000)
+    rationale = ShownTextField(max_length=10_000)
     supporting_data = serializers.DictField(required=False, default=dict, validators=[bounded_json])
     confidence = StrictFloatField(min_value=0.0, max_value=1.0, validators=[finite_number])
     external_ref = serializers.CharField(
@@ -967,7 +968,7 @@ class ProposalWithdrawApi(KeyBoundAPIView):
 class DryRunInput(ProposalInput):
     """The body of a proposal; only the action decides the verdict, so the rest is optional."""
 
-    rationale = serializers.CharField(max_length=10_000, required=False)
+    rationale = ShownTextField(max_length=10_000, required=False)
     confidence = StrictFloatField(
         min_value=0.0, max_value=1.0, validators=[finite_number], required=False
     )

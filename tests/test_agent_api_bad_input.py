@@ -62,6 +62,10 @@ BAD_PROPOSALS = {
         "rationale",
     ),
     "rationale with NUL": (bid_adjustment(rationale="a\x00b"), "rationale"),
+    "rationale that shows nothing": (
+        bid_adjustment(rationale="\u200b\u2060\u202e\u3164"),
+        "rationale",
+    ),
     "rationale too long": (bid_adjustment(rationale="x" * 10_001), "rationale"),
     "supporting data not an object": (bid_adjustment(supporting_data=[1]), "supporting_data"),
     "supporting data with NUL": (
@@ -189,6 +193,24 @@ def test_an_unknown_field_is_told_with_every_other_fault_at_once(optimizer):
     assert batch.json()[0]["errors"] == expected
     assert (dry_run.status_code, dry_run.json()) == (400, expected)
     assert Proposal.objects.count() == 0
+
+
+def test_a_rationale_of_invisible_characters_alone_is_refused_as_a_creative_s_text_is(optimizer):
+    """A rationale of zero-width spaces, joiners and a direction override was taken: its
+    operator read an empty "What optimizer says" above the action it asked them to approve."""
+    body = bid_adjustment(rationale="\u200b\u200b\u2060\u202e")
+    expected = {"rationale": ["Shows nothing: it is made only of invisible or blank characters."]}
+
+    response = optimizer.post(URL, body, format="json")
+    batch = optimizer.post(f"{URL}batch/", [body], format="json")
+    dry_run = optimizer.post("/api/v1/policies/evaluate/", body, format="json")
+
+    assert (response.status_code, response.json()) == (400, expected)
+    assert batch.json()[0]["errors"] == expected
+    assert (dry_run.status_code, dry_run.json()) == (400, expected)
+    assert Proposal.objects.count() == 0
+    written = optimizer.post(URL, bid_adjustment(rationale="\u200bCPC below target"), format="json")
+    assert written.status_code == 201, written.content
 
 
 def test_a_query_parameter_an_endpoint_does_not_take_is_told_with_a_bad_one_it_takes(optimizer):
