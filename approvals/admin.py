@@ -2749,8 +2749,8 @@ class AgentAPIKeyAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
-            agent_key_revoke(key=key, actor=Actor.for_user(request.user))
-            console_act_logged(request, key, "Revoked")
+            if agent_key_revoke(key=key, actor=Actor.for_user(request.user)):
+                console_act_logged(request, key, "Revoked")
         messages.success(request, "Revoked.")
 
     def has_revoke_permission(self, request) -> bool:

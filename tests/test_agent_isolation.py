@@ -1,15 +1,17 @@
 """Agents authenticate with their own key and see only their own proposals and feedback."""
 
 import multiprocessing
+import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from approvals.authentication import agent_window
-from approvals.models import Agent, Proposal, ProposalStatus
-from approvals.services.agents import agent_key_issue
+from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
+from approvals.services.agents import agent_key_issue, agent_key_revoke
 from audit.actors import Actor
 from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
@@ -75,6 +77,65 @@ def test_a_rotated_key_stops_working(demo_world):
     assert client.get(URL).status_code == 401
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {new_key}")
     assert client.get(URL).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_new_keys_issued_at_once_leave_only_one_in_force(demo_world):
+    """Two people (or two tabs) issuing a new key for one agent at once: each revoked the keys
+    in force when it began and not the other's new one, so both new keys worked, where
+    "Issue a new API key (revokes the current one)" leaves one. Now the second waits for the
+    first and revokes its key."""
+    agent = Agent.objects.get(name="optimizer")
+    first_issued, first_may_commit = threading.Event(), threading.Event()
+    keys: dict[str, str] = {}
+
+    def issue_first() -> None:
+        try:
+            with transaction.atomic():  # held open, its new key not yet committed
+                keys["first"] = agent_key_issue(agent=agent, actor=Actor.system("first"))
+                first_issued.set()
+                first_may_commit.wait(10)
+        finally:
+            connection.close()
+
+    def issue_second() -> None:
+        try:
+            keys["second"] = agent_key_issue(agent=agent, actor=Actor.system("second"))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=issue_first)
+    first.start()
+    assert first_issued.wait(10)
+    second = threading.Thread(target=issue_second)
+    second.start()
+    second.join(0.5)  # it waits for the first's transaction (a lock), as it must either way
+    first_may_commit.set()
+    first.join(10)
+    second.join(10)
+
+    in_force = AgentAPIKey.objects.filter(agent=agent, revoked_at__isnull=True)
+    assert in_force.count() == 1
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {keys['first']}")
+    assert client.get(URL).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {keys['second']}")
+    assert client.get(URL).status_code == 200
+
+
+def test_a_key_revoked_again_keeps_when_and_by_whom_it_was_revoked(demo_world):
+    """Two people revoking one key at once (the second's list read before the first's
+    revocation): the second rewrote its revocation's time and its history's entry."""
+    key = AgentAPIKey.objects.get(agent__name="optimizer", revoked_at__isnull=True)
+    stale = AgentAPIKey.objects.get(pk=key.pk)
+    agent_key_revoke(key=key, actor=Actor.system("first"))
+    revoked_at = AgentAPIKey.objects.get(pk=key.pk).revoked_at
+    entries = key.history.count()
+
+    agent_key_revoke(key=stale, actor=Actor.system("second"))
+
+    assert AgentAPIKey.objects.get(pk=key.pk).revoked_at == revoked_at
+    assert key.history.count() == entries
 
 
 def test_a_deactivated_agent_is_refused(optimizer):

@@ -50,6 +50,10 @@ def agent_key_issue(
     if agent.is_platform:
         raise DomainError(f"{agent} is the platform's own agent; it has no API keys.")
     with transaction.atomic(), acting_as(actor):
+        # Under the agent's lock: two issued at once (two people, two tabs) each revoked the
+        # keys in force when it began, neither the other's new one, and both new keys stayed
+        # in force, where a new key is to be the agent's one.
+        Agent.objects.select_for_update().filter(pk=agent.pk).first()
         if revoke_existing:
             for key in agent.api_keys.filter(revoked_at__isnull=True):
                 key.revoked_at = timezone.now()
@@ -68,11 +72,17 @@ def agent_key_issue(
             return raw_key
 
 
-def agent_key_revoke(*, key: AgentAPIKey, actor: Actor) -> None:
-    with acting_as(actor):
+def agent_key_revoke(*, key: AgentAPIKey, actor: Actor) -> bool:
+    """Revoke a key in force, and say whether this revoked it: one already revoked (by
+    another person meanwhile) keeps the time and the person its history says revoked it."""
+    with transaction.atomic(), acting_as(actor):
+        key = AgentAPIKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            return False
         key.revoked_at = timezone.now()
         key._change_reason = f"revoked by {actor.name}"
         key.save()
+    return True
 
 
 def agent_create(
