@@ -1,10 +1,13 @@
 """Small charts drawn on the server as SVG: nothing is loaded from a CDN, and the numbers a
 person sees are the ones in the page."""
 
+import json
 import math
 import textwrap
 from dataclasses import dataclass
 from decimal import Context, Decimal
+
+from hitlproject.validation import shows_nothing
 
 
 def as_sent(value: float | int) -> str:
@@ -209,18 +212,31 @@ def chartable(value) -> list[float | int] | None:
     return points
 
 
+def series_name(key: str) -> str:
+    """A series' name as its chart says it: as sent, unless it would show as nothing (empty,
+    spaces, zero-width or other invisible characters alone), then as its JSON spells it
+    (``""``, ``"\\u200b"``), as the supporting data below the charts shows it. Such names
+    captioned charts with nothing ("The figures of "), and two of them could not be told
+    apart."""
+    return json.dumps(key) if shows_nothing(key) else key
+
+
 def numeric_series(data: dict, limit: int = 6) -> list[LineChart]:
     """The series of numbers in an agent's supporting data, as charts: a list of numbers is a
     line; an object whose values are lists of numbers is one chart with a line each. A series
-    no chart can draw is left out (the page shows the data itself as well)."""
+    no chart can draw is left out (the page shows the data itself as well). Each is named as
+    ``series_name`` says."""
     charts = []
     for key, value in data.items() if isinstance(data, dict) else ():
+        name = series_name(str(key))
         if (points := chartable(value)) is not None:
-            charts.append(line_chart(str(key), {str(key): points}))
+            charts.append(line_chart(name, {name: points}))
         elif isinstance(value, dict):
-            lines = {str(k): points for k, v in value.items() if (points := chartable(v))}
+            lines = {
+                series_name(str(k)): points for k, v in value.items() if (points := chartable(v))
+            }
             if lines:
-                charts.append(line_chart(str(key), lines))
+                charts.append(line_chart(name, lines))
         if len(charts) == limit:
             break
     return charts

@@ -150,3 +150,27 @@ def test_a_chart_of_many_series_draws_six_each_in_its_colour_and_counts_the_rest
         re.sub(r"\s+", " ", chart)
     )
     assert "&quot;variant-39&quot;" in page.text  # in the supporting data, as sent
+
+
+def test_a_series_named_with_nothing_visible_is_named_as_its_json_spells_it(optimizer, login):
+    """Series named "" and with a zero-width space alone were drawn as two charts captioned
+    with nothing ("The figures of "), which no operator could tell apart or find in the data
+    below. Each is named as that data spells it; a name that shows is kept as sent."""
+    response = send(
+        optimizer,
+        '{"": [3, 4, 5], "\\u200b": [1, 2, 9], "series": {"\\u3164": [6, 7], "ctr": [1, 2]}}',
+    )
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    text = re.sub(r"\s+", " ", page.text)
+    assert '<strong><bdi>&quot;&quot;</bdi></strong> <span style="color:#777">(3 – 5)' in text
+    assert '<strong><bdi>&quot;\\u200b&quot;</bdi></strong> <span style="color:#777">(1 – 9)' in (
+        text
+    )
+    assert "<bdi>&quot;\\u3164&quot;</bdi> (last 7)" in text
+    assert "<bdi>ctr</bdi> (last 2)" in text
+    assert "<summary>The figures of </summary>" not in text
+    assert "<summary>The figures of \u200b</summary>" not in text
