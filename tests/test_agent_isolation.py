@@ -11,7 +11,11 @@ from rest_framework.test import APIClient
 
 from approvals.authentication import agent_window
 from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
-from approvals.services.agents import agent_key_issue, agent_key_revoke
+from approvals.services.agents import (
+    agent_callback_secret_rotate,
+    agent_key_issue,
+    agent_key_revoke,
+)
 from audit.actors import Actor
 from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
@@ -136,6 +140,23 @@ def test_a_key_revoked_again_keeps_when_and_by_whom_it_was_revoked(demo_world):
 
     assert AgentAPIKey.objects.get(pk=key.pk).revoked_at == revoked_at
     assert key.history.count() == entries
+
+
+def test_a_new_callback_secret_keeps_a_deactivation_saved_since_the_agent_was_read(optimizer):
+    """The console's action issues secrets to the agents its list read: one deactivated by
+    another person meanwhile was saved back active, its key working again."""
+    stale = Agent.objects.get(name="optimizer")
+    secret_before = stale.callback_secret
+    deactivated = Agent.objects.get(pk=stale.pk)
+    deactivated.is_active = False
+    deactivated.save()
+
+    secret = agent_callback_secret_rotate(agent=stale, actor=Actor.system("second"))
+
+    agent = Agent.objects.get(pk=stale.pk)
+    assert agent.is_active is False
+    assert agent.callback_secret == secret != secret_before
+    assert optimizer.get(URL).status_code == 401
 
 
 def test_a_deactivated_agent_is_refused(optimizer):

@@ -33,8 +33,11 @@ def _digest(raw_key: str) -> str:
 
 
 def agent_callback_secret_rotate(*, agent: Agent, actor: Actor) -> str:
-    """Give the agent a new secret to verify its callbacks by; the old one stops at once."""
-    with acting_as(actor):
+    """Give the agent a new secret to verify its callbacks by; the old one stops at once.
+    The agent is read again under its lock, so that a change saved since ``agent`` was read
+    (it deactivated, its callback URL changed) is kept, not written back as it was."""
+    with transaction.atomic(), acting_as(actor):
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
         agent.callback_secret = new_secret()
         agent._change_reason = "new callback signing secret issued"
         agent.save()
