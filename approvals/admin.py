@@ -49,6 +49,8 @@ from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     SinceProposed,
     agent_track_record,
+    approved_draft_fails,
+    approved_failing,
     attempt_keys,
     campaigns_not_active,
     carried_out,
@@ -175,6 +177,7 @@ from hitlproject.paginators import CappedCountPaginator
 from hitlproject.validation import PLAIN_DIGITS, id_asked
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
+    FAILING_AT_NEXT_ATTEMPT_TITLE,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
@@ -184,11 +187,13 @@ from hitlproject.vocabulary import (
     CarriedOut,
     VerdictOutcome,
     edit_within,
+    failing_at_next_attempt_said,
     how_many,
     refuses_now,
 )
 from ledger.models import Channel, campaign_field_label, campaign_value_label
 from ledger.selectors import channels_with_accounts
+from policies.drafts import replaced_policy
 from policies.engine import (
     cumulative_figure,
     legacy_cumulative_figure_from_reasons,
@@ -208,6 +213,7 @@ from policies.services import (
     kill_switches_covering,
     kill_switches_named_over,
     named_for_people,
+    rule_from_policy,
     version_number,
     versions_count,
 )
@@ -416,6 +422,39 @@ class RoutedByPolicyFilter(OneRecordFilter):
 
     def of(self, queryset, record):
         return queryset.filter(verdict_policy_id=record.pk)
+
+
+class FailingAtNextAttemptFilter(OneRecordFilter):
+    """The approved proposals not yet carried out (queued, or between attempts on their
+    channel) that a policy's hard ceiling, lowered since they were routed, fails at their
+    next attempt, as the runner fails them; for a draft, those routed by the policy it
+    replaces that the draft's hard ceiling would fail once it is promoted: exactly those the
+    policy's form, the message after its save and the draft's promotion page count. Switched
+    off (or the policy a draft replaces switched off), it fails none."""
+
+    title = FAILING_AT_NEXT_ATTEMPT_TITLE
+    parameter_name = "ceiling_fails"
+    model = Policy
+    named = "policy"
+
+    def lookups(self, request, model_admin):
+        asked = id_asked(request.GET.get(self.parameter_name, ""))
+        found = Policy.objects.filter(pk=asked).first() if asked is not None else None
+        if found is None:
+            return []
+        said = failing_at_next_attempt_said(f"“{found.name}”", draft=found.is_draft)
+        return [(str(found.pk), said)]
+
+    def of(self, queryset, record):
+        if record.is_draft:
+            replaces = replaced_policy(record)
+            if replaces is None or not (record.is_active and replaces.is_active):
+                return queryset.none()
+            failing = approved_draft_fails(replaces.pk, rule_from_policy(record))
+        else:
+            rule = rule_from_policy(record) if record.is_active else None
+            failing = approved_failing(record.pk, rule)
+        return queryset.filter(pk__in=failing.values("pk"))
 
 
 class RiskFilter(KnownValuesOnly, admin.SimpleListFilter):
@@ -1333,6 +1372,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         QueueStatusFilter,
         SentByKillSwitchFilter,
         RoutedByPolicyFilter,
+        FailingAtNextAttemptFilter,
         RiskFilter,
         ActionTypeFilter,
         "agent",

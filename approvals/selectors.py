@@ -3,8 +3,8 @@
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -113,12 +113,23 @@ class WaitingUnderPolicy:
     refused_by_both: int = 0
     # The approved ones it routed not yet carried out (queued, or between attempts on their
     # channel; not one with a request at its channel now, as the kill switch form counts
-    # them): how many, the ids of those its hard ceilings, lowered since they were routed,
-    # fail at their next attempt (``hard_ceilings_lowered_since``, as the runner asks it),
-    # and, with a draft, of those the draft's would fail once it is promoted.
+    # them): how many; how many its hard ceilings, lowered since they were routed, fail at
+    # their next attempt (``approved_failing``, as the runner asks it), and the ids of the
+    # first ``APPROVED_NAMED`` of them; with a draft, the same of those the draft's would
+    # fail once it is promoted, ``approved_refused_by_both`` of which fail already.
     approved: int = 0
+    approved_failing: int = 0
     approved_refused: tuple[int, ...] = ()
+    approved_draft_failing: int = 0
     approved_draft_refused: tuple[int, ...] = ()
+    approved_refused_by_both: int = 0
+    draft_id: int | None = None
+
+
+# How many of the approved proposals a hard ceiling fails a notice names by number, each
+# linked to its page; the rest it counts, and links to the queue's list of them all
+# (``FailingAtNextAttemptFilter``).
+APPROVED_NAMED = 10
 
 
 def _hard_ceiling(rule: Rule | None) -> bool:
@@ -127,41 +138,144 @@ def _hard_ceiling(rule: Rule | None) -> bool:
     )
 
 
+def approved_under_way(policy_id: int) -> QuerySet[Proposal]:
+    """The approved proposals the policy routed, in any of its versions, not yet carried out:
+    queued, or between attempts on their channel; not one with a request at its channel now
+    (the channel's answer decides it, as the kill switch form counts it apart)."""
+    sending = Execution.objects.filter(proposal=OuterRef("pk"), status=ExecutionStatus.RUNNING)
+    return Proposal.objects.filter(
+        ~Exists(sending), status__in=UNDER_WAY_STATUSES, verdict_policy_id=policy_id
+    )
+
+
+def beyond_hard_ceilings(
+    proposals: QuerySet[Proposal],
+    rule: Rule,
+    judged: Callable[[list[Proposal]], Collection[int]],
+) -> QuerySet[Proposal]:
+    """Those of ``proposals`` that ``rule``'s hard ceilings refuse, as a query: decided by the
+    database wherever the stored figures decide it, so that none is read to count them or to
+    list them (a policy with 50,000 of them read every one, and its form took seconds).
+
+    The engine judges the exact magnitude (``hard_ceilings_refuse``); the stored one is it
+    rounded half up to six places, as the ceiling is stored. A stored magnitude above the
+    ceiling is therefore an exact one above it, one below it an exact one below; only one
+    equal to the ceiling may be either (28.00004% stored as 28%): those few are read and
+    ``judged`` (the ids, of those read, the ceilings refuse), as the engine judges them. An
+    amount is judged as stored. The rule's scope (action type, agent, account, agent kind,
+    channel) is matched in the database too, as ``Rule.matches`` matches it."""
+    if not _hard_ceiling(rule):
+        return proposals.none()
+    scoped = proposals.filter(action_type=rule.action_type)
+    if rule.agent_id is not None:
+        scoped = scoped.filter(agent_id=rule.agent_id)
+    if rule.account_id is not None:
+        scoped = scoped.filter(account_id=rule.account_id)
+    if rule.agent_kind:
+        scoped = scoped.filter(agent__kind=rule.agent_kind)
+    if rule.channel:
+        scoped = scoped.filter(account__channel=rule.channel)
+    above, at = Q(pk__in=[]), Q(pk__in=[])
+    if rule.block_above_magnitude is not None:
+        above |= Q(magnitude__gt=rule.block_above_magnitude)
+        at = Q(magnitude=rule.block_above_magnitude)
+    if rule.block_above_amount is not None:
+        above |= Q(amount__gt=rule.block_above_amount)
+    boundary = list(
+        scoped.filter(at)
+        .exclude(pk__in=scoped.filter(above).values("pk"))
+        .select_related("agent", "account", "verdict_policy")
+        .order_by("pk")
+    )
+    found = set(judged(boundary)) if boundary else set()
+    return scoped.filter(above | Q(pk__in=sorted(found)))
+
+
+def approved_failing(policy_id: int, rule: Rule | None) -> QuerySet[Proposal]:
+    """The approved proposals the policy routed, not yet carried out, that its hard ceilings
+    (``rule``: the policy as saved now, live and switched on; None: it decides nothing)
+    fail at their next attempt, lowered since they were routed, as the runner asks it
+    (``hard_ceilings_lowered_since``): those routed by its latest version and not re-assessed
+    since are within them."""
+    approved = approved_under_way(policy_id)
+    if not _hard_ceiling(rule):
+        return approved.none()
+    latest = Policy.history.filter(id=policy_id).aggregate(latest=Max("history_id"))["latest"]
+    if latest is None:
+        return approved.none()
+    since = approved.filter(
+        Q(verdict_policy_version__isnull=False) | Q(reassessed_policy_version__isnull=False)
+    ).exclude(verdict_policy_version=latest, reassessed_policy_version__isnull=True)
+
+    def judged(proposals: list[Proposal]) -> Collection[int]:
+        return hard_ceilings_lowered_since(proposals, latest={policy_id: latest}).keys()
+
+    return beyond_hard_ceilings(since, replace(rule, version=latest), judged)
+
+
+def approved_draft_fails(policy_id: int, draft: Rule | None) -> QuerySet[Proposal]:
+    """The approved proposals the policy routed, not yet carried out, that ``draft``'s hard
+    ceilings (a draft about to be promoted into it) would fail at their next attempt once it
+    is promoted."""
+    approved = approved_under_way(policy_id)
+    if not _hard_ceiling(draft):
+        return approved.none()
+
+    def judged(proposals: list[Proposal]) -> Collection[int]:
+        return {p.pk for p in proposals if hard_ceilings_refuse(p, draft)}
+
+    return beyond_hard_ceilings(approved, draft, judged)
+
+
+def _first_named(proposals: QuerySet[Proposal]) -> tuple[int, ...]:
+    return tuple(proposals.order_by("pk").values_list("pk", flat=True)[:APPROVED_NAMED])
+
+
 def waiting_under_policy(
     policy_id: int, *, rule: Rule | None = None, draft: Rule | None = None
 ) -> WaitingUnderPolicy:
     """What waits for a person under the policy, and, with ``rule`` (the policy as saved now),
     how many of those its hard ceilings refuse as proposed: a person's approval of them is
     refused (``hard_ceilings_lowered_since``); with ``draft`` (a draft about to be promoted
-    into it), how many the draft's hard ceilings would refuse once it is."""
+    into it), how many the draft's hard ceilings would refuse once it is. Then the approved
+    ones not yet carried out, counted, and those the hard ceilings fail at their next attempt
+    counted and the first few named, in a few statements however many there are."""
     waiting = Proposal.objects.filter(
         status=ProposalStatus.PENDING_REVIEW, verdict_policy_id=policy_id
     )
-    sending = Execution.objects.filter(proposal=OuterRef("pk"), status=ExecutionStatus.RUNNING)
-    approved = Proposal.objects.filter(
-        ~Exists(sending), status__in=UNDER_WAY_STATUSES, verdict_policy_id=policy_id
-    )
+    approved = approved_under_way(policy_id).count()
     if not _hard_ceiling(rule) and not _hard_ceiling(draft):
-        return WaitingUnderPolicy(
-            policy_id=policy_id, count=waiting.count(), approved=approved.count()
-        )
+        return WaitingUnderPolicy(policy_id=policy_id, count=waiting.count(), approved=approved)
     proposals = list(waiting.select_related("agent", "account").order_by("pk"))
     now = {p.pk for p in proposals if rule is not None and hard_ceilings_refuse(p, rule)}
     then = {p.pk for p in proposals if draft is not None and hard_ceilings_refuse(p, draft)}
-    to_run = list(approved.select_related("agent", "account", "verdict_policy").order_by("pk"))
-    # As the runner asks it at their next attempt: a hard ceiling lowered since they were
-    # routed (with ``rule`` only: switched off, the policy fails none).
-    failing = hard_ceilings_lowered_since(to_run) if rule is not None else {}
-    return WaitingUnderPolicy(
+    result = WaitingUnderPolicy(
         policy_id=policy_id,
         count=len(proposals),
         refused=len(now),
         draft_refused=len(then),
         refused_by_both=len(now & then),
-        approved=len(to_run),
-        approved_refused=tuple(p.pk for p in to_run if p.pk in failing),
-        approved_draft_refused=tuple(
-            p.pk for p in to_run if draft is not None and hard_ceilings_refuse(p, draft)
+        approved=approved,
+        draft_id=draft.policy_id if draft is not None else None,
+    )
+    if not approved:
+        return result
+    # As the runner asks it at their next attempt: a hard ceiling lowered since they were
+    # routed (with ``rule`` only: switched off, the policy fails none).
+    failing = approved_failing(policy_id, rule)
+    drafted = approved_draft_fails(policy_id, draft)
+    failing_count = failing.count() if _hard_ceiling(rule) else 0
+    drafted_count = drafted.count() if _hard_ceiling(draft) else 0
+    return replace(
+        result,
+        approved_failing=failing_count,
+        approved_refused=_first_named(failing) if failing_count else (),
+        approved_draft_failing=drafted_count,
+        approved_draft_refused=_first_named(drafted) if drafted_count else (),
+        approved_refused_by_both=(
+            drafted.filter(pk__in=failing.values("pk")).count()
+            if failing_count and drafted_count
+            else 0
         ),
     )
 

@@ -159,6 +159,25 @@ class HardCeilingFinding(str):
     beside every policy."""
 
 
+# The approved proposals a policy routed that are not yet carried out, and what a hard ceiling
+# of that policy lowered below one since does to it (``executors.runner``'s
+# ``_hard_ceilings_lowered``): said in these words wherever a person is told of them (the
+# policy's form, the message after its save, a draft's promotion page) and by the queue's
+# list of exactly those (its filter's heading, "By …", and its choice).
+NOT_YET_CARRIED_OUT = "not yet carried out (queued, or between attempts on {its} channel)"
+AT_NEXT_ATTEMPT = "at its next attempt rather than run"
+FAILING_AT_NEXT_ATTEMPT_TITLE = "hard ceiling that fails it at its next attempt"
+
+
+def failing_at_next_attempt_said(policy: str, *, draft: bool) -> str:
+    """The queue's list of the approved proposals a policy's hard ceiling fails at their next
+    attempt (``policy``: its name, quoted), or a draft's would once promoted, in words."""
+    listed = f"Approved, {NOT_YET_CARRIED_OUT.format(its='their')}, above the hard ceiling of "
+    if draft:
+        return f"{listed}draft {policy}: once it is promoted, each fails {AT_NEXT_ATTEMPT}"
+    return f"{listed}{policy} now: each fails {AT_NEXT_ATTEMPT}"
+
+
 def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
     """Who refuses a proposal now, for ``reasons`` (a guardrail's findings, its policy's hard
     ceiling's: ``HardCeilingFinding``), as a sentence begins it, before the reasons: "a

@@ -21,9 +21,15 @@ from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.action_types.base import EXAMPLE_STEP
-from approvals.admin import EVERY_STATUS, ActionTypeFilter, KnownValuesOnly
+from approvals.admin import (
+    EVERY_STATUS,
+    ActionTypeFilter,
+    FailingAtNextAttemptFilter,
+    KnownValuesOnly,
+)
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import (
+    APPROVED_NAMED,
     WaitingUnderPolicy,
     left_by_kill_switch,
     proposals_let_past_kill_switch,
@@ -55,7 +61,9 @@ from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.validation import id_asked
 from hitlproject.vocabulary import (
+    AT_NEXT_ATTEMPT,
     DRY_RUN_OUTCOME_SAID,
+    NOT_YET_CARRIED_OUT,
     SIMULATED_ROW_LABELS,
     SIMULATED_ROWS,
     VerdictOutcome,
@@ -199,23 +207,28 @@ def waiting_said(
     return said or approved
 
 
-# How many approved proposals a notice names by number, each linked to its page (no filter
-# of the list keeps exactly those a hard ceiling fails: approved or executing, no request at
-# their channel now).
-APPROVED_NAMED = 10
+def failing_list_url(policy_id: int) -> str:
+    """The queue, filtered to the approved proposals not yet carried out that the policy's
+    hard ceiling fails at their next attempt; for a draft, those of the policy it replaces
+    that the draft's would fail once it is promoted (``FailingAtNextAttemptFilter``)."""
+    return (
+        reverse("admin:approvals_proposal_changelist")
+        + "?"
+        + urlencode({"status": EVERY_STATUS, FailingAtNextAttemptFilter.parameter_name: policy_id})
+    )
 
 
-def _numbers_linked(ids: tuple[int, ...]) -> str:
-    """ "#12", "#12 and #17", "#3, #4 and #9", each linked to its page; past
-    ``APPROVED_NAMED``, "… and 4 more"."""
+def _numbers_linked(ids: tuple[int, ...], count: int) -> str:
+    """ "#12", "#12 and #17", "#3, #4 and #9", each linked to its page; of ``count``, past
+    the ``APPROVED_NAMED`` named (``ids``), "… and 4 more"."""
     links = [
         format_html(
             '<a href="{}">#{}</a>', reverse("admin:approvals_proposal_change", args=[pk]), pk
         )
         for pk in ids[:APPROVED_NAMED]
     ]
-    more = len(ids) - len(links)
-    if more:
+    more = count - len(links)
+    if more > 0:
         links.append(f"{more} more")
     if len(links) == 1:
         return links[0]
@@ -232,15 +245,26 @@ def approved_said(
     many there are (a hard ceiling lowered below one fails it at its next attempt rather than
     run it) and which its hard ceiling fails already; once saved, which its hard ceiling
     fails now; on a draft's promotion page, which the draft's would fail once promoted, and
-    which that of the policy it replaces fails already. "" where there is nothing to say."""
-    failing, drafted = waiting.approved_refused, waiting.approved_draft_refused
+    which that of the policy it replaces fails already. Each count of those failing links to
+    the queue's list of exactly them (``failing_list_url``). "" where there is nothing to
+    say."""
+    failing, drafted = waiting.approved_failing, waiting.approved_draft_failing
     said = []
 
-    def routed(count: int) -> str:
+    def listed(count: int, policy_id: int) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            failing_list_url(policy_id),
+            how_many(count, "approved proposal"),
+        )
+
+    def routed(count: int, policy_id: int) -> str:
         by = "it" if replaced is None else f"“{replaced}”"
-        return (
-            f"{how_many(count, 'approved proposal')} routed by {by}, not yet carried out "
-            f"(queued, or between attempts on {'its' if count == 1 else 'their'} channel),"
+        return format_html(
+            "{} routed by {}, {},",
+            listed(count, policy_id),
+            by,
+            NOT_YET_CARRIED_OUT.format(its="its" if count == 1 else "their"),
         )
 
     def fails(count: int) -> str:
@@ -249,51 +273,52 @@ def approved_said(
     if not after and replaced is None and waiting.approved:
         said.append(
             format_html(
-                "{} {} approved and not yet carried out (queued, or between attempts on {} "
-                "channel). A hard ceiling lowered below one fails it at its next attempt "
-                "rather than run it.",
+                "{} {} approved and {}. A hard ceiling lowered below one fails it {} it.",
                 how_many(waiting.approved, "proposal"),
                 "routed by it is" if waiting.approved == 1 else "routed by it are",
-                "its" if waiting.approved == 1 else "their",
+                NOT_YET_CARRIED_OUT.format(its="its" if waiting.approved == 1 else "their"),
+                AT_NEXT_ATTEMPT,
             )
         )
         if failing:
-            one = len(failing) == 1
+            one = failing == 1
             said.append(
                 format_html(
-                    "{} {} above its hard ceiling already, lowered since {} routed: {} at its "
-                    "next attempt rather than run.",
-                    _numbers_linked(failing),
+                    "Of them, {} {} above its hard ceiling already, lowered since {} routed: "
+                    "{}. {} {}.",
+                    listed(failing, waiting.policy_id),
                     "is" if one else "are",
                     "it was" if one else "they were",
-                    fails(len(failing)),
+                    _numbers_linked(waiting.approved_refused, failing),
+                    capfirst(fails(failing)),
+                    AT_NEXT_ATTEMPT,
                 )
             )
     elif failing:
-        one = len(failing) == 1
+        one = failing == 1
         said.append(
             format_html(
-                "{} {} above {} hard ceiling now, lowered since {} routed: {}. {} at its next "
-                "attempt rather than run.",
-                routed(len(failing)),
+                "{} {} above {} hard ceiling now, lowered since {} routed: {}. {} {}.",
+                routed(failing, waiting.policy_id),
                 "is" if one else "are",
                 "its" if replaced is None else "that policy's",
                 "it was" if one else "they were",
-                _numbers_linked(failing),
-                capfirst(fails(len(failing))),
+                _numbers_linked(waiting.approved_refused, failing),
+                capfirst(fails(failing)),
+                AT_NEXT_ATTEMPT,
             )
         )
-    if replaced is not None and drafted:
-        already = len(set(drafted) & set(failing))
+    if replaced is not None and drafted and waiting.draft_id is not None:
+        already = waiting.approved_refused_by_both
         said.append(
             format_html(
-                "{} {} above the draft's hard ceiling{}: {}. Once it is promoted, {} at its "
-                "next attempt rather than run.",
-                routed(len(drafted)),
+                "{} {} above the draft's hard ceiling{}: {}. Once it is promoted, {} {}.",
+                routed(drafted, waiting.draft_id),
                 "would be",
                 f" ({already} of these failing already)" if already else "",
-                _numbers_linked(drafted),
-                fails(len(drafted)),
+                _numbers_linked(waiting.approved_draft_refused, drafted),
+                fails(drafted),
+                AT_NEXT_ATTEMPT,
             )
         )
     return format_html(" ".join(["{}"] * len(said)), *said) if said else ""
@@ -1268,7 +1293,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         # Switched off, its hard ceilings refuse nothing: it decides nothing.
         rule = rule_from_policy(policy) if policy.is_active else None
         waiting = waiting_under_policy(policy.pk, rule=rule)
-        if waiting.count or waiting.approved_refused:
+        if waiting.count or waiting.approved_failing:
             messages.warning(request, waiting_said(waiting, after=True))
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -1372,7 +1397,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 rule=rule_from_policy(replaces) if active else None,
                 draft=rule_from_policy(draft) if active else None,
             )
-            if waiting.count or waiting.approved_refused or waiting.approved_draft_refused:
+            if waiting.count or waiting.approved_failing or waiting.approved_draft_failing:
                 context["waiting_said"] = waiting_said(waiting, after=False, replaced=replaces)
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
 

@@ -5,6 +5,7 @@ fails, nothing applied or sent, saying why in the words the approval would be re
 on its page, in its history and in its agent's feedback; a person's Retry of it is refused
 in the same words. The policy owner set "nothing above 20%": 28% never runs."""
 
+import html
 import re
 from decimal import Decimal
 
@@ -29,7 +30,7 @@ from tests.test_console_shows_what_happened import status_line
 from tests.test_feedback_api import failed_feedback
 from tests.test_kill_switch_holds_execution import budgets, engage, next_attempt_due, release
 from tests.test_policy_change_waiting import reallocations, saved, text_of
-from tests.test_policy_tuning import change_url, duplicate
+from tests.test_policy_tuning import change_url, duplicate, form_data
 
 ABOVE_20 = (
     "Policy “Budget reallocations” has changed since it routed this proposal (version 1; now "
@@ -292,3 +293,164 @@ def test_one_with_a_request_at_its_channel_now_is_not_counted_as_failing(owner):
     said = " ".join(saved(owner, reallocations(), block_above_magnitude="20"))
     assert "not yet carried out" not in said
     assert round_.pk
+
+
+def failing_link(said_html: str) -> str:
+    """The link a notice gives to the queue's list of the approved ones a hard ceiling fails."""
+    return html.unescape(re.search(r'href="([^"]*ceiling_fails=[^"]*)"', said_html).group(1))
+
+
+def listed_ids(client, url: str) -> set[int]:
+    page = client.get(url)
+    assert page.status_code == 200
+    return {proposal.pk for proposal in page.context["cl"].result_list}
+
+
+def filter_said(client, url: str) -> tuple[str, list[str]]:
+    """The queue filter's heading and its chosen choice, as the list's side panel shows them."""
+    page = client.get(url)
+    [spec] = [
+        s
+        for s in page.context["cl"].filter_specs
+        if getattr(s, "parameter_name", "") == "ceiling_fails"
+    ]
+    chosen = [c["display"] for c in spec.choices(page.context["cl"]) if c["selected"]]
+    return str(spec.title), chosen
+
+
+def approved(proposal) -> object:
+    if ran(proposal).status == ProposalStatus.PENDING_REVIEW:
+        assert proposal_approve(proposal_id=proposal.pk, reviewer=person()).status == "approved"
+    return proposal
+
+
+def at_the_ceiling_stored() -> object:
+    """An approved 20.00004% reallocation (2,000.01 of 10,000.03), stored as 20.0000%: only
+    its exact figure tells it is above a 20% hard ceiling."""
+    Campaign.objects.filter(external_id="display-retarget").update(daily_budget=Decimal("10000.03"))
+    proposal = approved(
+        evaluated(
+            reallocation(
+                "2000.01",
+                payload={
+                    "from_campaign": "display-retarget",
+                    "to_campaign": "generic-search",
+                    "amount": "2000.01",
+                },
+            )
+        )
+    )
+    assert ran(proposal).magnitude == Decimal("0.200000")
+    return proposal
+
+
+def test_the_queue_lists_exactly_the_approved_ones_the_new_hard_ceiling_fails(
+    channel, owner, login
+):
+    """The message after the save said "1 approved proposal … #12", and no list of the queue
+    kept exactly those (approved or executing, no request at their channel now): "N approved
+    proposals" links to one, and its heading and choice say what it lists."""
+    channel(503, 200)
+    between = approved_28()
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.EXECUTING  # 503
+    queued_15 = approved(evaluated(reallocation("150.00")))
+    exactly_20 = approved(evaluated(reallocation("200.00")))
+    just_above = at_the_ceiling_stored()
+    waiting_28 = evaluated(reallocation("280.00"))  # waits for a person: not approved
+    assert ran(waiting_28).status == ProposalStatus.PENDING_REVIEW
+
+    answer = owner.post(
+        change_url(reallocations()),
+        form_data(
+            owner,
+            change_url(reallocations()),
+            change_reason="Cap it.",
+            block_above_magnitude="20",
+        ),
+        follow=True,
+    )
+    [warning] = [str(m) for m in answer.context["messages"] if "approved proposal" in str(m)]
+    assert (
+        "2 approved proposals routed by it, not yet carried out (queued, or between attempts "
+        "on their channel), are above its hard ceiling now, lowered since they were routed: "
+        f"#{between.pk} and #{just_above.pk}. Each fails at its next attempt rather than run."
+    ) in html.unescape(re.sub(r"<[^>]+>", "", warning))
+    link = failing_link(warning)
+    assert re.search(r'<a href="[^"]*ceiling_fails=[^"]*">2 approved proposals</a>', warning)
+
+    operator = login("operator")
+    assert listed_ids(operator, link) == {between.pk, just_above.pk}
+    assert filter_said(operator, link) == (
+        "hard ceiling that fails it at its next attempt",
+        [
+            "Approved, not yet carried out (queued, or between attempts on their channel), "
+            "above the hard ceiling of “Budget reallocations” now: each fails at its next "
+            "attempt rather than run"
+        ],
+    )
+    form = owner.get(change_url(reallocations()))
+    assert failing_link(form.text) == link
+    assert (
+        "Of them, 2 approved proposals are above its hard ceiling already, lowered since they "
+        f"were routed: #{between.pk} and #{just_above.pk}. Each fails at its next attempt "
+        "rather than run."
+    ) in read(form)
+
+    # As listed: those two fail at their next attempt, the others run.
+    next_attempt_due(between)
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.FAILED
+    assert proposal_execute(proposal_id=just_above.pk).status == ProposalStatus.FAILED
+    assert proposal_execute(proposal_id=exactly_20.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=queued_15.pk).status == ProposalStatus.EXECUTED
+    assert listed_ids(operator, link) == set()
+
+
+def test_a_draft_s_promotion_page_links_to_those_its_hard_ceiling_would_fail(owner, login):
+    queued_28 = approved_28()
+    queued_15 = approved(evaluated(reallocation("150.00")))
+    draft = duplicate(owner, reallocations(), block_above_magnitude="10", change_reason="Cap.")
+    page = owner.get(reverse("admin:policies_policy_promote", args=[draft.pk]))
+    link = failing_link(page.text)
+    assert link.endswith(f"ceiling_fails={draft.pk}")
+    assert re.search(r'<a href="[^"]*ceiling_fails=[^"]*">2 approved proposals</a>', page.text)
+    operator = login("operator")
+    assert listed_ids(operator, link) == {queued_28.pk, queued_15.pk}
+    assert filter_said(operator, link)[1] == [
+        "Approved, not yet carried out (queued, or between attempts on their channel), above "
+        "the hard ceiling of draft “Budget reallocations”: once it is promoted, each fails at "
+        "its next attempt rather than run"
+    ]
+    # The live policy has no hard ceiling: its own list is empty, not every proposal.
+    assert listed_ids(operator, link.replace(f"={draft.pk}", f"={reallocations().pk}")) == set()
+    unknown = operator.get(link.replace(f"={draft.pk}", "=99999"))
+    assert unknown.status_code == 400
+    assert "there is no policy #99999." in html.unescape(unknown.content.decode())
+
+
+def statements_rendering(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries.captured_queries)
+
+
+def test_the_form_reads_them_in_as_many_statements_however_many_there_are(owner):
+    """The form read every approved one not yet carried out and judged each (two statements
+    more for each one failing): with 10,002 of them, 9,000+ statements and 21-24 s a render.
+    It counts them in the database now and names the first ten."""
+    policy = reallocations()
+    queued = [approved_28()]
+    for _ in range(11):  # as many more, approved alike (copies: the budget holds one)
+        copy = Proposal.objects.get(pk=queued[0].pk)
+        copy.pk = copy.id = None
+        copy.save()
+        queued.append(copy)
+    saved(owner, policy, block_above_magnitude="20")
+    many = statements_rendering(owner, change_url(policy))
+    said = read(owner.get(change_url(policy)))
+    # Ten of them carried out since: two left.
+    Proposal.objects.filter(pk__in=[p.pk for p in queued[2:]]).update(status="executed")
+    few = statements_rendering(owner, change_url(policy))
+    assert few == many
+    assert "Of them, 12 approved proposals are above its hard ceiling already" in said
+    assert f"#{queued[9].pk} and 2 more. Each fails at its next attempt rather than run." in said
+    assert "Of them, 2 approved proposals are above" in read(owner.get(change_url(policy)))
