@@ -192,7 +192,11 @@ def _of_them(count: int, refused: int, verb: str) -> str:
 
 
 def waiting_said(
-    waiting: WaitingUnderPolicy, *, after: bool, replaced: Policy | None = None
+    waiting: WaitingUnderPolicy,
+    *,
+    after: bool,
+    replaced: Policy | None = None,
+    switched_off: bool = False,
 ) -> str:
     """The proposals waiting under a policy, in words, with a link to them in the queue:
     before a change of it (``after`` False), or once saved; with ``replaced``, on the
@@ -201,7 +205,7 @@ def waiting_said(
     it routed not yet carried out that a hard ceiling fails at their next attempt
     (``approved_said``)."""
     said = _pending_said(waiting, after=after, replaced=replaced) if waiting.count else ""
-    approved = approved_said(waiting, after=after, replaced=replaced)
+    approved = approved_said(waiting, after=after, replaced=replaced, switched_off=switched_off)
     if said and approved:
         return format_html("{} {}", said, approved)
     return said or approved
@@ -238,7 +242,11 @@ def _numbers_linked(ids: tuple[int, ...], count: int) -> str:
 
 
 def approved_said(
-    waiting: WaitingUnderPolicy, *, after: bool, replaced: Policy | None = None
+    waiting: WaitingUnderPolicy,
+    *,
+    after: bool,
+    replaced: Policy | None = None,
+    switched_off: bool = False,
 ) -> str:
     """The approved proposals a policy routed that are not yet carried out (queued, or
     between attempts on their channel), as the runner fails them: before a change of it, how
@@ -246,8 +254,9 @@ def approved_said(
     run it) and which its hard ceiling fails already; once saved, which its hard ceiling
     fails now; on a draft's promotion page, which the draft's would fail once promoted, and
     which that of the policy it replaces fails already. Each count of those failing links to
-    the queue's list of exactly them (``failing_list_url``). "" where there is nothing to
-    say."""
+    the queue's list of exactly them (``failing_list_url``). ``switched_off``: the policy is,
+    and its hard ceiling fails none of them until it is switched on again (the runner asks
+    only a policy switched on). "" where there is nothing to say."""
     failing, drafted = waiting.approved_failing, waiting.approved_draft_failing
     said = []
 
@@ -273,11 +282,15 @@ def approved_said(
     if not after and replaced is None and waiting.approved:
         said.append(
             format_html(
-                "{} {} approved and {}. A hard ceiling lowered below one fails it {} it.",
+                "{} {} approved and {}. {} hard ceiling lowered below one fails it {} it{}.",
                 how_many(waiting.approved, "proposal"),
                 "routed by it is" if waiting.approved == 1 else "routed by it are",
                 NOT_YET_CARRIED_OUT.format(its="its" if waiting.approved == 1 else "their"),
+                "Switched off, the policy fails none: a" if switched_off else "A",
                 AT_NEXT_ATTEMPT,
+                " once the policy is switched on again, if it has not run by then"
+                if switched_off
+                else "",
             )
         )
         if failing:
@@ -1323,7 +1336,9 @@ class PolicyAdmin(ChangeReasonAdmin):
             rule = rule_from_policy(policy) if policy.is_active else None
             waiting = waiting_under_policy(policy.pk, rule=rule)
             if waiting.count or waiting.approved:
-                context["waiting_said"] = waiting_said(waiting, after=False)
+                context["waiting_said"] = waiting_said(
+                    waiting, after=False, switched_off=not policy.is_active
+                )
         return super().change_view(request, object_id, form_url, context)
 
     def promote_view(self, request, object_id: int):

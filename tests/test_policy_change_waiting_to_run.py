@@ -130,10 +130,20 @@ def test_a_ceiling_lowered_but_still_above_it_or_another_field_changed_lets_it_r
 
 
 def test_a_policy_switched_off_since_holds_nothing_back(owner):
+    """Its form said a hard ceiling lowered below one fails it at its next attempt: switched
+    off, the policy fails none (the runner asks only a policy switched on), whatever its
+    ceiling; it says so, and when it would."""
     proposal = approved_28()
     policy = reallocations()
     saved(owner, policy, block_above_magnitude="20")
     saved(owner, policy, is_active=False)
+    assert (
+        "1 proposal routed by it is approved and not yet carried out (queued, or between "
+        "attempts on its channel). Switched off, the policy fails none: a hard ceiling lowered "
+        "below one fails it at its next attempt rather than run it once the policy is switched "
+        "on again, if it has not run by then."
+    ) in read(owner.get(change_url(policy)))
+    assert "above its hard ceiling" not in read(owner.get(change_url(policy)))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
 
 
