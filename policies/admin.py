@@ -99,9 +99,9 @@ from policies.models import (
     same_scope,
 )
 from policies.reading import describe, is_invisible
+from policies.receivers import HELD_BACK_NOW
 from policies.services import (
     deciding_rule,
-    kill_switch_holds_apply,
     rule_from_policy,
     rules_in_force,
 )
@@ -2088,7 +2088,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     """A switch's form says, before it is saved, how many approved proposals not yet carried
     out it would hold back for a person over each scope it could cover, counted as the
     executor holds them (every one it covers: none was approved by a person since it was
-    engaged); saved engaged, it holds them back at once (``kill_switch_holds_apply``), and the
+    engaged); saved engaged, its save holds them back at once (``policies.receivers``), and the
     message says how many it held."""
 
     form = KillSwitchForm
@@ -2281,17 +2281,13 @@ class KillSwitchAdmin(ChangeReasonAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))
-        # Engaged over another scope: what it covers now is held as if it were engaged on it.
-        moved = (
-            change and obj.engaged and bool({"scope", "account", "channel"} & {*form.changed_data})
-        )
         super().save_model(request, obj, form, change)
-        if not (engaging or moved):
+        # Held back by the save itself, in its transaction, whatever saved it
+        # (``policies.receivers``): this message, the proposals' pages, the API and the
+        # dashboard say the same thing from the moment it is saved.
+        holds = getattr(obj, HELD_BACK_NOW, None)
+        if holds is None:
             return
-        # Held back now, in the save's transaction, not as each one's next attempt comes (a
-        # channel's backoff, up to an hour): this message, the proposals' pages, the API and
-        # the dashboard say the same thing from the moment it is saved.
-        holds = kill_switch_holds_apply(switch=obj)
         held, sending = len(holds.held), len(holds.sending)
         if not (engaging or held or sending):
             return

@@ -7,6 +7,7 @@ class PoliciesConfig(AppConfig):
     verbose_name = "Policies"
 
     def ready(self) -> None:
+        from policies import receivers  # noqa: F401
         from policies.rules_version_triggers import watch_again
 
         # Whatever a migration rebuilt, the rules' version token is changed by every write.

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import OuterRef, Value
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact
@@ -372,6 +372,13 @@ class KillSwitch(models.Model):
     def __str__(self) -> str:
         state = "engaged" if self.engaged else "released"
         return f"Kill switch on {self.scope_in_words()} ({state})"
+
+    def save(self, *args, **kwargs):
+        """Saved in one transaction with what its save sets going (``policies.receivers``):
+        engaged, what it covers is held back in the same transaction, whatever saved it, and
+        a save outside any transaction (a ``manage.py shell``) commits both or neither."""
+        with transaction.atomic():
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         """Refused while engaged: deleted, it would release what it holds with nobody told

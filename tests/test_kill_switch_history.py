@@ -62,9 +62,9 @@ def test_a_switchs_history_names_the_proposals_it_sent_to_a_person(login):
         r"<td[^>]*>([^<]*)</td></tr>",
         page.split('id="kill-switch-sent-list"')[1].split("</table>")[0],
     )
-    assert rows == [
-        (str(routed.pk), "Routed it to a person"),
+    assert rows == [  # held back as it was engaged, before the other was made
         (str(held.pk), "Held it back before executing: a person had to approve it again"),
+        (str(routed.pk), "Routed it to a person"),
     ]
     link = html.unescape(
         re.search(r'<a href="([^"]+)">See them in the proposal list</a>', page).group(1)

@@ -107,8 +107,8 @@ def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_
     endpoint = channel(503, 200)
     proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
-    engage()
     next_attempt_due(proposal)
+    engage()
 
     held = proposal_execute(proposal_id=proposal.pk)
 
@@ -977,6 +977,39 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
     wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
     assert keys(endpoint) == [f"hitl-proposal-{proposal.pk}-1"] * 2  # the same request, once
     assert bid() == Decimal("2.12")
+
+
+@pytest.mark.parametrize("how", ["engaged", "moved"])
+def test_a_switch_saved_outside_the_console_holds_the_action_back_as_it_is_saved(
+    channel, agent_client, login, how
+):
+    """Engaged from a ``manage.py shell`` or a data script (a plain save of the switch), or
+    moved there while engaged, over an auto-approved bid whose endpoint answered 503: only
+    the console's save held it back. For the whole backoff (up to an hour) its page read
+    "Executing", the API said executing and the dashboard's queue left it out; it went back
+    to a person only when its next attempt came. Now any save holds it back at once."""
+    endpoint = channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
+    if how == "engaged":
+        engage()
+    else:
+        elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+        switch = KillSwitch.objects.create(scope="account", account=elsewhere, reason=OUTAGE)
+        assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.EXECUTING
+        switch.account = Account.objects.get(external_id="demo")
+        switch.save()
+
+    answer = agent_client("optimizer").get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["status"] == "pending_review"
+    assert answer["verdict"]["reasons"][0] == HELD
+    operator = login("operator")
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert status_line(page).startswith("Pending review · 0 of 1 approval"), status_line(page)
+    assert counted_and_listed(operator, "queue-depth") == (1, [proposal.pk])
+    held_round = ExecutionRound.objects.get(proposal=proposal)
+    assert held_round.held and held_round.lease_until is None
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
 
 
 @pytest.mark.django_db(transaction=True)
