@@ -144,7 +144,16 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     engaged, released = _turns(switch)
     since = engaged.at if engaged else switch.updated_at
     until = released.at if released else now
-    sent = [each for each in proposals_sent_by_kill_switch(switch) if since <= each.at <= until]
+    # Told it is engaged on what it was moved to: what it did there, since it was moved.
+    moved = (
+        _saved_as_told(switch, notification)
+        if notification.kind == NotificationKind.SWITCH_ENGAGED and notification.about
+        else None
+    )
+    counted_since = max(since, moved.at) if moved else since
+    sent = [
+        each for each in proposals_sent_by_kill_switch(switch) if counted_since <= each.at <= until
+    ]
     held = {each.proposal_id for each in sent if each.held_back}
     routed = {each.proposal_id for each in sent if not each.held_back} - held
     links = []
@@ -156,16 +165,24 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         return _moved_message(notification, switch, links=links)
     if notification.kind == NotificationKind.SWITCH_ENGAGED:
         by = engaged.by if engaged else "someone (not recorded)"
+        opening = f"The kill switch on {on} was engaged by {by} at {console_time(since)}"
+        if moved:
+            opening = (
+                f"The kill switch engaged on {notification.about} was moved to {on} by "
+                f"{moved.by} at {console_time(moved.at)}. It has been engaged since "
+                f"{console_time(since)}, when {by} engaged it"
+            )
         paragraphs = [
-            f"The kill switch on {on} was engaged by {by} at {console_time(since)}: {reason}",
+            f"{opening}: {reason}",
             f"While it is engaged, {_covers_said(switch)} runs without a person's approval: "
             "what its policy would let run at once waits for a person, and what was approved "
             "and not yet carried out goes back to a person to approve again.",
             _held_said(switch, held=held, routed=routed, now=now),
         ]
+        engaged_on = f"moved to {on}" if moved else f"engaged on {on}"
         return SwitchMessage(
-            subject=f"[HITL] Kill switch engaged on {on}: {_subject_cut(one_line(reason))}",
-            headline=f"Kill switch engaged on {on}",
+            subject=f"[HITL] Kill switch {engaged_on}: {_subject_cut(one_line(reason))}",
+            headline=f"Kill switch {engaged_on}",
             paragraphs=tuple(paragraphs),
             links=tuple(links),
         )
@@ -186,18 +203,26 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     )
 
 
-def _moved_message(notification: Notification, switch: KillSwitch, *, links: list) -> SwitchMessage:
-    """A switch moved while engaged off what its reader was told it covered (the message's
-    ``about``): it no longer covers that, who moved it and when (its history's save as the
-    message was written), and what it covers now, or that it was released since."""
-    was = notification.about or "what it covered"
+def _saved_as_told(switch: KillSwitch, notification: Notification) -> Turn:
+    """The save of the switch a message was written in (a move): its history's last record
+    as the message was written, by whom and when."""
     record = (
         switch.history.filter(history_date__lte=notification.created_at)
         .order_by("-history_id")
         .first()
     )
-    by = changed_by(record) if record is not None else "someone (not recorded)"
-    at = record.history_date if record is not None else notification.created_at
+    if record is None:
+        return Turn(notification.created_at, "someone (not recorded)")
+    return Turn(record.history_date, changed_by(record))
+
+
+def _moved_message(notification: Notification, switch: KillSwitch, *, links: list) -> SwitchMessage:
+    """A switch moved while engaged off what its reader was told it covered (the message's
+    ``about``): it no longer covers that, who moved it and when (its history's save as the
+    message was written), and what it covers now, or that it was released since."""
+    was = notification.about or "what it covered"
+    moved = _saved_as_told(switch, notification)
+    by, at = moved.by, moved.at
     on = switch.scope_in_words()
     now = f"It covers {on} now." if switch.engaged else "It has been released since."
     return SwitchMessage(

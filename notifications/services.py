@@ -862,7 +862,8 @@ def kill_switch_tell(*, switch: KillSwitch, kind: str, moved_from: str = "") -> 
             route=route,
             channel=channel,
             kind=told_kind,
-            about=moved_from[:200] if told_kind == NotificationKind.SWITCH_MOVED else "",
+            # Moved off it: those it no longer reaches, and those it now reaches, told so.
+            about=moved_from[:200],
             status=NotificationStatus.PENDING,
             created_at=now,
             next_attempt_at=now + TOLD_AFTER,
@@ -875,11 +876,11 @@ def kill_switch_tell(*, switch: KillSwitch, kind: str, moved_from: str = "") -> 
     ids = []
     for told_kind in dict.fromkeys(n.kind for n in notifications):
         said = NotificationKind(told_kind).label
-        on = (
-            f"{moved_from}; it now covers {switch.scope_in_words()}"
-            if told_kind == NotificationKind.SWITCH_MOVED
-            else switch.scope_in_words()
-        )
+        on = switch.scope_in_words()
+        if told_kind == NotificationKind.SWITCH_MOVED:
+            on = f"{moved_from}; it now covers {on}"
+        elif moved_from:
+            on = f"{on}, moved there from {moved_from}"
         ids += insert_with_history(
             Notification,
             [n for n in notifications if n.kind == told_kind],

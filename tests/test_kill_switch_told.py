@@ -18,7 +18,9 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from audit.actors import Actor, acting_as, changed_by
 from executors.runner import proposal_execute
+from hitlproject.formats import console_time
 from ledger.models import Account
 from notifications.models import Notification, ReachedBy, Route
 from notifications.services import notifications_deliver
@@ -323,6 +325,36 @@ def test_a_switch_moved_off_what_people_were_told_tells_them_it_no_longer_covers
     switch.engaged = False
     switch.save()
     assert not Notification.objects.filter(kill_switch=switch, kind="switch_released").exists()
+
+
+def test_a_switch_moved_onto_what_people_are_told_of_says_when_it_moved_and_since_when_engaged(
+    demo_world, mailoutbox
+):
+    """Engaged on account acme (no route reaches it), then moved to account demo: the
+    operators were told "The kill switch on account demo was engaged by … at <when it was
+    first engaged, on acme>", as if someone had engaged it on demo then. Now they are told
+    it was moved there, by whom and when, and since when it has been engaged."""
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    with acting_as(Actor.for_user(get_user_model().objects.get(username="policy-owner"))):
+        switch = KillSwitch.objects.create(scope="account", account=elsewhere, reason=OUTAGE)
+    assert deliver_due(switch) == []  # nobody is told of acme
+    engaged_at = switch.history.earliest("history_id").history_date
+
+    switch.account = Account.objects.get(external_id="demo")
+    with acting_as(Actor.system("data script")):
+        switch.save()
+    moved_at = switch.history.latest("history_id").history_date
+    deliver_due(switch)
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject == f"[HITL] Kill switch moved to account demo: {OUTAGE}"
+    said = " ".join(email.body.split())
+    assert (
+        "The kill switch engaged on account acme was moved to account demo by "
+        f"{changed_by(switch.history.latest('history_id'))} at {console_time(moved_at)}. It "
+        f"has been engaged since {console_time(engaged_at)}, when policy-owner (person) engaged "
+        f"it: {OUTAGE}"
+    ) in said, said
 
 
 def test_a_switch_released_tells_those_told_it_was_engaged_whom_no_route_names_now(
