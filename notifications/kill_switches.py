@@ -28,7 +28,7 @@ from hitlproject.vocabulary import as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
-from policies.services import kill_switch_last_run
+from policies.services import kill_switch_last_run, kill_switches_still_over
 
 # A switch's message goes this long after the save, drawn then: what was approved when it was
 # engaged has been held back by the executor by then (the figures say what it did, not what
@@ -191,8 +191,14 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     paragraphs = [
         f"The kill switch on {on} was released by {by} at {console_time(until)}. It had "
         f"been engaged since {console_time(since)}{engaged_by}: {reason}",
-        "What it covers runs as its policies say again: what a policy lets run now runs "
-        "without a person.",
+        kill_switches_still_over(switch, besides=switch.pk).said(
+            nothing="Nothing it covered",
+            runs_again="What it covered runs as its policies say again",
+        )
+        or (
+            "What it covers runs as its policies say again: what a policy lets run now runs "
+            "without a person."
+        ),
         _left_waiting_said(switch),
     ]
     return SwitchMessage(
@@ -224,6 +230,24 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     moved = _saved_as_told(switch, notification)
     by, at = moved.by, moved.at
     on = switch.scope_in_words()
+    runs_again = f"What a policy lets run on {was} runs without a person's approval again"
+    # What it covered before the move, by its history, is what others may still hold back.
+    before = next(
+        iter(
+            switch.history.filter(history_date__lte=notification.created_at).order_by(
+                "-history_id"
+            )[1:2]
+        ),
+        None,
+    )
+    if before is None:  # its history does not say what it covered
+        runs = f"{runs_again}, unless another kill switch covers it."
+    else:
+        runs = kill_switches_still_over(
+            KillSwitch(scope=before.scope, account=before.account, channel=before.channel),
+            besides=None,
+        ).said(nothing=f"Nothing on {was}", runs_again=runs_again)
+        runs = runs or f"{runs_again}: no kill switch covers it now."
     now = f"It covers {on} now." if switch.engaged else "It has been released since."
     return SwitchMessage(
         subject=f"[HITL] Kill switch no longer on {was}"
@@ -232,9 +256,8 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
         paragraphs=(
             f"The kill switch engaged on {was} was moved by {by} at {console_time(at)}: it "
             f"no longer covers {was}. {now}",
-            f"What a policy lets run on {was} runs without a person's approval again, unless "
-            "another kill switch covers it. Moving the switch runs none of the proposals it "
-            "sent to a person: each runs once a person approves it.",
+            f"{runs} Moving the switch runs none of the proposals it sent to a person: each "
+            "runs once a person approves it.",
         ),
         links=tuple(links),
     )

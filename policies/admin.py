@@ -102,6 +102,7 @@ from policies.reading import describe, is_invisible
 from policies.receivers import HELD_BACK_NOW
 from policies.services import (
     deciding_rule,
+    kill_switches_still_over,
     rule_from_policy,
     rules_in_force,
 )
@@ -2236,8 +2237,16 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             return f"{on} engaged{reason}"
         if not obj.engaged:
             if was_engaged:
-                left = self.left_waiting_said(obj)
-                return format_html("{} released. {}", on, left) if left else f"{on} released."
+                # Another switch still engaged over it is named, not left to be guessed.
+                still = kill_switches_still_over(obj, besides=obj.pk).said(
+                    nothing="Nothing it covered",
+                    runs_again="What it covered runs as its policies say again",
+                )
+                said = format_html("{} released.", on)
+                for more in (still, self.left_waiting_said(obj)):
+                    if more:
+                        said = format_html("{} {}", said, more)
+                return said
             if not change:
                 return f"{on} added, not engaged."
             # A released switch's reason is what it will be engaged with, unless changed then.

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audit.actors import changed_by
 from hitlproject.errors import DomainError
-from hitlproject.vocabulary import as_sentence
+from hitlproject.vocabulary import and_joined, as_sentence
 from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
@@ -426,6 +426,66 @@ def kill_switch_finding_now(
     if not named or named in engaged_now:
         return finding
     return kill_switch_reason_released(finding, none_covers_now=not engaged_now, when=when)
+
+
+@dataclass(frozen=True)
+class StillEngagedOver:
+    """The engaged kill switches over what a switch covers (or covered): ``whole``, each of
+    which covers all of it; ``part``, each of which covers some of it (an account's switch
+    within a channel's, any within everything's)."""
+
+    whole: tuple[KillSwitch, ...]
+    part: tuple[KillSwitch, ...]
+
+    def said(self, *, nothing: str, runs_again: str) -> str:
+        """What still holds it back, in words: ``nothing`` ("Nothing it covered", "Nothing
+        on account demo") runs without a person yet, where one covers all of it; or
+        ``runs_again`` ("What it covered runs as its policies say again") except what one
+        covers; "" where none does."""
+        if self.whole:
+            return (
+                f"{nothing} runs without a person yet: {_named(self.whole)} "
+                f"{'is' if len(self.whole) == 1 else 'are'} still engaged over all of it."
+            )
+        if self.part:
+            covers, it = ("covers", "it holds") if len(self.part) == 1 else ("cover", "they hold")
+            return (
+                f"{runs_again}, except what {_named(self.part)} {covers}: still engaged, "
+                f"{it} that back."
+            )
+        return ""
+
+
+def _named(switches: Sequence[KillSwitch]) -> str:
+    return and_joined([kill_switch_named(switch).replace("The", "the", 1) for switch in switches])
+
+
+def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> StillEngagedOver:
+    """The switches engaged now (but ``besides``, a switch's id) over what ``covered``
+    covers, read by its scope (``scope``, ``account_id``, ``channel``), as the executor holds
+    them (``kill_switches_engaged_over``): what a switch released (or moved) leaves held by
+    others, named rather than hedged ("unless another kill switch covers it")."""
+    engaged = KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+    if besides is not None:
+        engaged = engaged.exclude(pk=besides)
+    whole, part = [], []
+    for switch in engaged:
+        if switch.scope == KillSwitchScope.GLOBAL:
+            whole.append(switch)
+        elif covered.scope == KillSwitchScope.GLOBAL:
+            part.append(switch)
+        elif covered.scope == KillSwitchScope.ACCOUNT:
+            if switch.account_id == covered.account_id or (
+                switch.scope == KillSwitchScope.CHANNEL
+                and switch.channel == covered.account.channel
+            ):
+                whole.append(switch)
+        elif switch.scope == KillSwitchScope.CHANNEL:
+            if switch.channel == covered.channel:
+                whole.append(switch)
+        elif switch.account.channel == covered.channel:
+            part.append(switch)
+    return StillEngagedOver(tuple(whole), tuple(part))
 
 
 def kill_switch_last_run(switch: KillSwitch) -> tuple[Any, Any]:

@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.actors import Actor, acting_as, changed_by
@@ -28,6 +29,7 @@ from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, posted_from_page, wait_until
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
+from tests.test_policy_tuning import form_data
 
 OUTAGE = "Tracking outage: nothing runs unseen."
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
@@ -310,8 +312,8 @@ def test_a_switch_moved_off_what_people_were_told_tells_them_it_no_longer_covers
         said,
     ), said
     assert (
-        "What a policy lets run on account demo runs without a person's approval again, unless "
-        "another kill switch covers it."
+        "What a policy lets run on account demo runs without a person's approval again: no "
+        "kill switch covers it now."
     ) in said
     assert sorted(
         Notification.objects.filter(kill_switch=switch, kind="switch_moved").values_list(
@@ -355,6 +357,57 @@ def test_a_switch_moved_onto_what_people_are_told_of_says_when_it_moved_and_sinc
         f"has been engaged since {console_time(engaged_at)}, when policy-owner (person) engaged "
         f"it: {OUTAGE}"
     ) in said, said
+
+
+def test_a_switch_released_or_moved_under_another_still_engaged_names_it_not_unless(
+    demo_world, mailoutbox, login
+):
+    """A switch on account demo released, or moved off demo, while a switch on channel Google
+    Ads (demo's channel) stays engaged: the release's email said "What it covers runs as its
+    policies say again: what a policy lets run now runs without a person", and the move's
+    "… runs without a person's approval again, unless another kill switch covers it",
+    though another did. Now each names it and says nothing there runs without a person."""
+    demo = Account.objects.get(external_id="demo")
+    KillSwitch.objects.create(scope="channel", channel="google_ads", reason="Ads API outage.")
+    switch = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
+    for each in KillSwitch.objects.all():
+        deliver_due(each)
+    mailoutbox.clear()
+
+    switch.scope, switch.account, switch.channel = "channel", None, "meta"
+    switch.save()
+    deliver_due(switch)
+    switch.scope, switch.account, switch.channel = "account", demo, ""  # back on demo
+    switch.save()
+    deliver_due(switch)
+    owner = login("policy-owner")
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    data = form_data(owner, url, engaged=False, change_reason="Tracking is back.")
+    answer = owner.post(url, data, follow=True)
+    assert answer.redirect_chain, answer.context["adminform"].form.errors
+    deliver_due(switch)
+
+    still = (
+        "runs without a person yet: the kill switch on channel Google Ads is still engaged "
+        "over all of it."
+    )
+    [moved_email] = [
+        m for m in mailoutbox if m.to == ["operator@example.com"] and "no longer on" in m.subject
+    ]
+    said = " ".join(moved_email.body.split())
+    assert f"Nothing on account demo {still}" in said, said
+    assert "unless another kill switch" not in said
+    [released_email] = [
+        m for m in mailoutbox if m.to == ["operator@example.com"] and "released" in m.subject
+    ]
+    said = " ".join(released_email.body.split())
+    assert f"Nothing it covered {still}" in said, said
+    assert "what a policy lets run now runs without a person" not in said
+    console = [html.unescape(str(message)) for message in answer.context["messages"]]
+    assert any(
+        message.startswith(f"Kill switch on account demo released. Nothing it covered {still}")
+        for message in console
+    ), console
 
 
 def test_a_switch_released_tells_those_told_it_was_engaged_whom_no_route_names_now(
