@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
-from policies.services import kill_switch_holds_apply
+from policies.receivers import HELD_BACK_NOW
 from tests.conftest import bid_adjustment
 from tests.test_kill_switch_holds_execution import engage, person
 
@@ -38,7 +38,7 @@ def test_a_move_ahead_sent_back_by_a_kill_switch_is_said_so_on_the_page_and_the_
     assert waiting["verdict"]["reasons"] == [routed]
     recorded = Proposal.objects.get(pk=waiting["id"]).verdict_reasons
 
-    assert kill_switch_holds_apply(switch=engage()).held == [ahead["id"]]
+    assert getattr(engage(), HELD_BACK_NOW).held == [ahead["id"]]  # held as it is saved
     assert Proposal.objects.get(pk=ahead["id"]).status == "pending_review"
 
     sent_back = (
