@@ -67,6 +67,7 @@ from approvals.services.lifecycle import (
     proposal_lock,
     proposal_transition,
     proposals_move_through,
+    proposals_transition,
 )
 from approvals.services.proposals import (
     RE_ROUTED,
@@ -120,6 +121,7 @@ from policies.services import (
     kill_switch_named_in,
     kill_switch_names,
     kill_switch_reason,
+    kill_switches_covering,
     kill_switches_engaged_over,
     reads_account_total,
 )
@@ -371,6 +373,33 @@ def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
     return became_approved[1]
 
 
+def _approved_by_a_person_at_each(proposal_ids: Sequence[int]) -> dict[int, datetime | None]:
+    """``_approved_by_a_person_at`` for many proposals, their histories read in one query."""
+    history = (
+        Proposal.history.filter(id__in=proposal_ids)
+        .order_by("id", "-history_id")
+        .values_list("id", "status", "history_actor_kind", "history_date")
+    )
+    found: dict[int, datetime | None] = {}
+    read: dict[int, int] = defaultdict(int)
+    became: dict[int, tuple[str, datetime] | None] = {}
+    done: set[int] = set()
+    for proposal_id, status, actor_kind, at in history.iterator(chunk_size=5000):
+        if proposal_id in done or read[proposal_id] >= 100:
+            continue
+        read[proposal_id] += 1
+        if status == ProposalStatus.EXECUTING and became.get(proposal_id) is None:
+            continue
+        if status != ProposalStatus.APPROVED:
+            done.add(proposal_id)
+            continue
+        became[proposal_id] = (actor_kind, at)
+    for proposal_id in proposal_ids:
+        approved = became.get(proposal_id)
+        found[proposal_id] = approved[1] if approved and approved[0] == "user" else None
+    return found
+
+
 def _kill_switch_hold(proposal: Proposal) -> list[KillSwitch]:
     """The kill switches that hold the proposal back for a person, if any: every switch
     engaged over its account or channel does, unless a person approved it (or retried it)
@@ -411,17 +440,55 @@ def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> d
     return found
 
 
-def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) -> Proposal:
-    """The proposal sent back to a person because the kill switches ``holding`` hold it
-    (``_kill_switch_hold``), their findings its reason."""
+def _held_back_changes(proposal: Proposal, holding: Sequence[KillSwitch]) -> tuple[str, dict]:
+    """Why the kill switches ``holding`` send the proposal back to a person, and what that
+    changes of it: their findings its reason, in its verdict reasons and findings."""
     reason = held_back_reason(" ".join(map(kill_switch_reason, holding)))
-    changes = {
+    return reason, {
         "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
         "guardrail_findings": _findings_with_holds(proposal, holding),
         # Among those a guardrail sent to a person in the queue, not below clean ones.
         "risk": guarded_risk(proposal.risk or 0),
     }
+
+
+def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) -> Proposal:
+    """The proposal sent back to a person because the kill switches ``holding`` hold it
+    (``_kill_switch_hold``), their findings its reason."""
+    reason, changes = _held_back_changes(proposal, holding)
     return _sent_back(proposal, actor, reason, changes)
+
+
+def _all_held_back(holds: Sequence[tuple[Proposal, list[KillSwitch]]], actor: Actor) -> None:
+    """``_held_back`` for many proposals, locked by the caller's transaction, written
+    together: the rounds they interrupt held in one UPDATE, the proposals moved alike (held
+    by the same switches) in one transition each, with a history record for every one, and
+    their agents told once."""
+    executing = [p.pk for p, _ in holds if p.status == ProposalStatus.EXECUTING]
+    current: dict[int, int] = {}
+    for proposal_id, round_id in (
+        ExecutionRound.objects.filter(proposal_id__in=executing)
+        .order_by("proposal_id", "-first_attempt")
+        .values_list("proposal_id", "pk")
+    ):
+        current.setdefault(proposal_id, round_id)
+    if current:
+        ExecutionRound.objects.filter(pk__in=current.values()).update(held=True, lease_until=None)
+    alike: dict[str, list[Proposal]] = defaultdict(list)
+    for proposal, holding in holds:
+        reason, changes = _held_back_changes(proposal, holding)
+        for name, value in changes.items():
+            setattr(proposal, name, value)
+        alike[reason].append(proposal)
+    for reason, proposals in alike.items():
+        proposals_transition(
+            proposals=proposals,
+            to_status=ProposalStatus.PENDING_REVIEW,
+            actor=actor,
+            reason=reason,
+            also_write=["verdict_reasons", "guardrail_findings", "risk"],
+        )
+    proposals_sent_back(proposals=[proposal for proposal, _ in holds], actor=actor)
 
 
 def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> Proposal:
@@ -1730,16 +1797,29 @@ def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
                 status=ExecutionStatus.RUNNING,
             ).values_list("proposal_id", flat=True)
         )
-        for proposal in locked:
-            if proposal.status not in UNDER_WAY_STATUSES:
-                continue  # carried out, or moved on, while this waited for it
-            if proposal.pk in sending:
-                held.sending.append(proposal.pk)
+        # Carried out, or moved on, while this waited for them: left out.
+        under_way = [proposal for proposal in locked if proposal.status in UNDER_WAY_STATUSES]
+        held.sending = [proposal.pk for proposal in under_way if proposal.pk in sending]
+        # Which switches hold each (``_kill_switch_hold``), read once for them all.
+        engaged = list(
+            KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+        )
+        since = {each.pk: kill_switch_engaged_since(each) for each in engaged}
+        approved_at = _approved_by_a_person_at_each([proposal.pk for proposal in under_way])
+        holds = []
+        for proposal in under_way:
+            if proposal.pk in sending or not proposal.kill_switch_engaged:
                 continue
-            holding = _kill_switch_hold(proposal)
+            holding = [
+                each
+                for each in kill_switches_covering(engaged, proposal.account)
+                if approved_at[proposal.pk] is None or approved_at[proposal.pk] < since[each.pk]
+            ]
             if holding:
-                _held_back(proposal, holding, actor)
-                held.held.append(proposal.pk)
+                holds.append((proposal, holding))
+        if holds:
+            _all_held_back(holds, actor)
+        held.held = [proposal.pk for proposal, _ in holds]
     return held
 
 

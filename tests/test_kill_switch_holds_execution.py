@@ -5,6 +5,7 @@ verdict reasons, unless a person approved it while that switch was engaged. Ever
 attempt checks what the first one does: a guardrail set since fails it, a target moved since
 sends it back for review."""
 
+import copy
 import html
 import json
 import re
@@ -23,11 +24,14 @@ from hitl_client._tools import outcome_report
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import routings
 from approvals.services.decisions import proposal_approve, proposal_retry
+from audit.actors import Actor
+from audit.history import insert_with_history
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
+from policies.receivers import HELD_BACK_NOW
 from tests.conftest import (
     Receiver,
     bid_adjustment,
@@ -1010,6 +1014,35 @@ def test_a_switch_saved_outside_the_console_holds_the_action_back_as_it_is_saved
     held_round = ExecutionRound.objects.get(proposal=proposal)
     assert held_round.held and held_round.lease_until is None
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+
+
+def test_a_global_switch_over_many_queued_proposals_holds_them_in_a_few_statements(
+    demo_world, django_assert_max_num_queries
+):
+    """Engaged over everything with many approved proposals queued, its save held them back
+    one by one (about fifteen statements each: 2,000 took over two minutes inside the
+    console's request). Now it holds them together, in as many statements however many,
+    each with its own history record and its agent told."""
+    first = evaluated(bid_adjustment("2.12"))
+    clones = []
+    for _ in range(59):
+        clone = copy.copy(first)
+        clone.pk = clone.id = None
+        clone._state = type(first._state)()
+        clones.append(clone)
+    insert_with_history(Proposal, clones, actor=Actor.system("test"), reason="queued")
+    queued = list(Proposal.objects.filter(status="approved").values_list("pk", flat=True))
+    assert len(queued) == 60
+
+    with django_assert_max_num_queries(60):
+        held = getattr(engage("global"), HELD_BACK_NOW).held
+
+    assert held == sorted(queued)
+    everything = HELD.replace("account demo", "everything")
+    assert Proposal.history.filter(
+        id__in=queued, status="pending_review", history_change_reason=everything
+    ).count() == len(queued)
+    assert Proposal.objects.filter(pk__in=queued, status="pending_review").count() == len(queued)
 
 
 @pytest.mark.django_db(transaction=True)
