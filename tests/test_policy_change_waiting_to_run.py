@@ -92,16 +92,18 @@ def test_the_brief_s_case_approved_then_held_by_a_switch_released_after_the_ceil
     owner, demo_world
 ):
     """Approved at 28%; a kill switch engaged before its task ran; the policy owner lowered the
-    hard ceiling to 20% and the switch was released: the task, run now, fails."""
+    hard ceiling to 20% and the switch was released. The switch's save sent it back to a
+    person at once (it no longer waits for the task to find the switch): released, the
+    switch runs none of what it sent back, and the task, run now, changes nothing."""
     proposal = approved_28()
     switch = engage()
     saved(owner, reallocations(), block_above_magnitude="20")
     release(switch)
 
-    failed = proposal_execute(proposal_id=proposal.pk)
+    held = proposal_execute(proposal_id=proposal.pk)
 
-    assert failed.status == ProposalStatus.FAILED
-    assert failed.executions.get().error == REFUSED
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert not held.executions.exists()
     assert budgets() == UNTOUCHED
 
 
