@@ -116,9 +116,7 @@ class ProposalInput(StrictSerializer):
     rationale = ShownTextField(max_length=10_000)
     supporting_data = serializers.DictField(required=False, default=dict, validators=[bounded_json])
     confidence = StrictFloatField(min_value=0.0, max_value=1.0, validators=[finite_number])
-    external_ref = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
+    external_ref = ShownTextField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class DecisionOutput(serializers.Serializer):
@@ -933,7 +931,7 @@ class WithdrawInput(StrictSerializer):
     """Why the agent withdraws it, if it says: kept with its withdrawal and shown where people
     read it. Any other field is a 400, not dropped unsaid."""
 
-    note = serializers.CharField(
+    note = ShownTextField(
         max_length=NOTE_MAX_LENGTH,
         required=False,
         allow_blank=True,

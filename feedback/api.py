@@ -34,6 +34,7 @@ from hitlproject.longpoll import (
 from hitlproject.validation import (
     FigureField,
     PlainWholeNumber,
+    ShownTextField,
     StrictQuery,
     StrictSerializer,
 )
@@ -68,9 +69,7 @@ class OutcomeInput(StrictSerializer):
     effect = serializers.ChoiceField(
         choices=OutcomeEffect.choices, required=False, allow_blank=True, default=""
     )
-    note = serializers.CharField(
-        max_length=NOTE_MAX_LENGTH, required=False, allow_blank=True, default=""
-    )
+    note = ShownTextField(max_length=NOTE_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
 class FeedbackOutput(serializers.Serializer):

@@ -213,6 +213,20 @@ def test_a_rationale_of_invisible_characters_alone_is_refused_as_a_creative_s_te
     assert written.status_code == 201, written.content
 
 
+def test_an_external_ref_or_withdrawal_note_of_invisible_characters_alone_is_refused(optimizer):
+    """Both are shown to the people who read the proposal (its page, the queue's search, its
+    Slack message): one of zero-width characters alone was taken and shown as nothing."""
+    shows_nothing = ["Shows nothing: it is made only of invisible or blank characters."]
+    ref = optimizer.post(URL, bid_adjustment(external_ref="\u200b\u200d"), format="json")
+    assert (ref.status_code, ref.json()) == (400, {"external_ref": shows_nothing})
+    assert Proposal.objects.count() == 0
+
+    waiting = optimizer.post(URL, bid_adjustment("2.40"), format="json").json()["id"]
+    withdraw = optimizer.post(f"{URL}{waiting}/withdraw/", {"note": "\u2060\u202e"}, format="json")
+    assert (withdraw.status_code, withdraw.json()) == (400, {"note": shows_nothing})
+    assert Proposal.objects.get(pk=waiting).status == "pending_review"
+
+
 def test_a_query_parameter_an_endpoint_does_not_take_is_told_with_a_bad_one_it_takes(optimizer):
     response = optimizer.get(f"{URL}?wiat=30&status=done")
     assert (response.status_code, set(response.json())) == (400, {"wiat", "status"})

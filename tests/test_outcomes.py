@@ -106,6 +106,8 @@ def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
         ({"metrics": {"clicks": 1}, "verdict": "great"}, "verdict"),
         ({"metrics": {"clicks": 1}, "note": "x" * 5001}, "note"),
         ({"metrics": {"clicks": 1}, "note": 5}, "note"),  # text, not a number
+        # Shown as an empty note to the people who read the proposal.
+        ({"metrics": {"clicks": 1}, "note": "\u200b\u2060\u202e"}, "note"),
     ],
 )
 def test_bad_figures_are_refused_and_change_nothing(optimizer, executed, body, field):
