@@ -1,5 +1,6 @@
 import json
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 
@@ -101,8 +102,11 @@ from policies.models import (
 from policies.reading import describe, is_invisible
 from policies.receivers import HELD_BACK_NOW
 from policies.services import (
+    DecidesInstead,
     deciding_rule,
     kill_switches_still_over,
+    live_policies,
+    policies_deciding_instead,
     rule_from_policy,
     rules_in_force,
 )
@@ -420,6 +424,121 @@ def _with_draft_said(waiting: WaitingUnderPolicy, replaced: Policy) -> str:
             f"draft's hard ceiling, a person may approve {them} as proposed."
         )
     return said
+
+
+# The policies that decide instead of one for part of its scope (``policies_deciding_instead``),
+# said to its owner on its page, after a save that changes how it routes, and in the list. A
+# hard ceiling set on a policy for every agent ("No bid move above 50%, ever") does not hold
+# where an agent's own policy on an account (the copy an autonomy recommendation makes)
+# decides: the page and the save's message said only "Hard ceiling: — → 50%".
+
+# What a save may change of how a policy routes: its scope and the settings its rule reads.
+ROUTING_FIELDS = tuple(
+    field.name
+    for field in dataclass_fields(Rule)
+    if field.name not in ("policy_id", "name", "version")
+)
+HARD_CEILINGS = ("block_above_magnitude", "block_above_amount")
+# The most policies deciding instead that a row of the list names.
+DECIDED_INSTEAD_LISTED = 3
+
+
+def overlap_said(each: DecidesInstead) -> str:
+    """The part of a policy's scope another decides for, in words: "agent “optimizer” on
+    account “demo”", "optimization agents", "any agent on Google Ads"."""
+    if each.agent is not None:
+        who = f"agent “{each.agent}”"
+    elif each.agent_kind:
+        who = f"{AgentKind(each.agent_kind).label.lower()} agents"
+    else:
+        who = "any agent"
+    if each.account is not None:
+        return f"{who} on account “{each.account.external_id}”"
+    if each.channel:
+        return f"{who} on {Channel(each.channel).label}"
+    return who
+
+
+def _hard_ceiling_there(policy: Policy, other: Policy, name: str) -> str:
+    """Whether ``policy``'s hard ceiling ``name`` holds where ``other`` decides instead: it
+    does not; ``other``'s own does, if it has one as low."""
+    mine, theirs = getattr(policy, name), getattr(other, name)
+    if mine is None:
+        return ""
+    if name == "block_above_magnitude":
+        label, unit = "hard ceiling", magnitude_unit(policy.action_type)
+
+        def text(value):
+            return ceiling_text(value, unit)
+
+    else:
+        label = "hard amount ceiling"
+
+        def text(value):
+            return f"{format_money(value, '')} a day"
+
+    if theirs is None:
+        return (
+            f"This policy's {label} of {text(mine)} does not hold there, and that policy has "
+            f"none: a change above {text(mine)} there is not blocked."
+        )
+    if theirs > mine:
+        return (
+            f"This policy's {label} of {text(mine)} does not hold there, and that policy's is "
+            f"{text(theirs)}: a change between the two there is not blocked."
+        )
+    return f"That policy's own {label}, {text(theirs)}, blocks there."
+
+
+def decided_instead_said(
+    policy: Policy, deciding: list[DecidesInstead], *, after: bool, hard_ceilings: bool = True
+) -> list[str]:
+    """Each policy that decides instead of ``policy`` for part of its scope, linked, and what
+    of ``policy`` does not hold there, in a line: on its page (``after`` False) or after a
+    save that changed how it routes. With ``hard_ceilings``, plainly where its hard ceiling
+    does not hold (that policy has none, or a higher one): the case that misleads."""
+    lines = []
+    for each in deciding:
+        other = each.policy
+        said = format_html(
+            'For {}, <a href="{}">“{}”</a> (#{}, priority {}) decides instead, as the more '
+            "specific policy: {} there.",
+            overlap_said(each),
+            reverse("admin:policies_policy_change", args=[other.pk]),
+            other,
+            other.pk,
+            other.priority,
+            "this change does not hold" if after else "none of this policy's settings hold",
+        )
+        if hard_ceilings:
+            for name in HARD_CEILINGS:
+                if there := _hard_ceiling_there(policy, other, name):
+                    said = format_html("{} {}", said, there)
+        lines.append(said)
+    if lines:
+        lines.append(
+            "A change of this policy is not carried into those: to have it hold there too, "
+            "make it on each of them as well."
+        )
+    return lines
+
+
+def decided_instead_listed(policy: Policy, deciding: list[DecidesInstead]) -> str:
+    """For the list's state column: the policies that decide instead of ``policy`` for part
+    of its scope, linked, each with that part, the first few."""
+    shown = format_html_join(
+        ", ",
+        '<a href="{}">“{}”</a> ({})',
+        (
+            (reverse("admin:policies_policy_change", args=[each.policy.pk]), each.policy,
+             overlap_said(each))
+            for each in deciding[:DECIDED_INSTEAD_LISTED]
+        ),
+    )  # fmt: skip
+    more = len(deciding) - DECIDED_INSTEAD_LISTED
+    if more > 0:
+        shown = format_html("{} and {} more", shown, more)
+    return format_html("Live, but not everywhere in its scope; deciding instead: {}", shown)
 
 
 class PolicyForm(ChangeReasonForm):
@@ -786,6 +905,7 @@ class PolicyChangeList(ConsoleChangeList):
 
     def get_results(self, request):
         super().get_results(request)
+        self.read_decided_instead()
         if self.full_result_count is None:
             return
         asked = request.GET.getlist(PolicyStateFilter.parameter_name)
@@ -799,6 +919,16 @@ class PolicyChangeList(ConsoleChangeList):
         if self.add_facets:
             kept[IS_FACETS_VAR] = ""
         self.total_query = f"?{urlencode(kept)}"
+
+    def read_decided_instead(self) -> None:
+        """Each live policy listed with the policies that decide instead of it for part of its
+        scope (``decided_instead``, for the state column), the live ones read in one query."""
+        listed = [policy for policy in self.result_list if policy.state == "Live"]
+        if not listed:
+            return
+        live = live_policies(action_types={policy.action_type for policy in listed})
+        for policy in listed:
+            policy.decided_instead = policies_deciding_instead(policy, live=live)
 
 
 def outranked_by_annotated(policies: models.QuerySet[Policy]) -> models.QuerySet[Policy]:
@@ -1207,6 +1337,9 @@ class PolicyAdmin(ChangeReasonAdmin):
                 policy.outranked_by_name,
                 outranked,
             )
+        deciding = getattr(policy, "decided_instead", None)
+        if policy.state == "Live" and deciding:
+            return decided_instead_listed(policy, deciding)
         return policy.state
 
     @admin.display(description="action type", ordering="action_type")
@@ -1296,7 +1429,26 @@ class PolicyAdmin(ChangeReasonAdmin):
         self.outranking_said(request, obj)
         if not getattr(obj, "_nothing_changed", False):
             self.waiting_said_after(request, obj)
+            self.decided_instead_after(request, obj)
         return answer
+
+    def decided_instead_after(self, request, policy: Policy) -> None:
+        """After a save (or a draft's promotion) that changed how ``policy`` routes: the
+        policies that decide instead of it for part of its scope, where the change does not
+        hold; plainly so of a hard ceiling the save set or changed."""
+        last_two = list(versions_of(policy).order_by("-history_id")[:2])
+        changed = set(ROUTING_FIELDS)
+        if len(last_two) == 2:
+            now, before = last_two
+            changed = {name for name in changed if getattr(now, name) != getattr(before, name)}
+        if not changed:
+            return
+        deciding = policies_deciding_instead(policy)
+        lines = decided_instead_said(
+            policy, deciding, after=True, hard_ceilings=bool(changed & set(HARD_CEILINGS))
+        )
+        if lines:
+            messages.warning(request, format_html_join(" ", "{}", ((line,) for line in lines)))
 
     def waiting_said_after(self, request, policy: Policy) -> None:
         """After a change of a policy (a save, a draft's promotion into it): the proposals it
@@ -1320,6 +1472,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[obj.pk]))
         answer = super().response_add(request, obj, post_url_continue)
         self.outranking_said(request, obj)
+        self.decided_instead_after(request, obj)
         return answer
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -1340,6 +1493,9 @@ class PolicyAdmin(ChangeReasonAdmin):
                 context["waiting_said"] = waiting_said(
                     waiting, after=False, switched_off=not policy.is_active
                 )
+            context["decided_instead"] = decided_instead_said(
+                policy, policies_deciding_instead(policy), after=False
+            )
         return super().change_view(request, object_id, form_url, context)
 
     def promote_view(self, request, object_id: int):
@@ -1373,6 +1529,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 messages.success(request, self.promotion_said(request, live, draft))
                 if live.pk != draft.pk:
                     self.waiting_said_after(request, live)
+                self.decided_instead_after(request, live)
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
             if form.is_valid() and changed:
                 # The page again, as things stand now, to promote again from it.

@@ -24,6 +24,7 @@ from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
 from policies.models import (
     CUMULATIVE_WINDOW_BOUNDS,
+    SCOPE_FIELDS,
     BrandGuidelines,
     CountedMove,
     KillSwitch,
@@ -283,6 +284,99 @@ def _in_force_now() -> InForce:
     if token is not None:  # no row (a database emptied by hand): read every time
         _kept = fresh
     return fresh
+
+
+@dataclass(frozen=True)
+class DecidesInstead:
+    """A live policy that decides instead of another where both match: on the part of that
+    one's scope they share (``agent``, ``agent_kind``, ``account``, ``channel``: the overlap,
+    blank where any), it is the more specific, so the engine picks it
+    (``engine.matching_rule``) and none of the other's settings hold there."""
+
+    policy: Policy
+    agent: Any
+    agent_kind: str
+    account: Account | None
+    channel: str
+
+
+def _rank(policy: Policy) -> tuple[int, int, int]:
+    """A policy's rank among those matching a proposal, as ``engine.Rule`` ranks its rule."""
+    return (rule_from_policy(policy).specificity, policy.priority, -policy.pk)
+
+
+def _same_scope(one: Policy, other: Policy) -> bool:
+    return all(getattr(one, name) == getattr(other, name) for name in SCOPE_FIELDS)
+
+
+def _overlap(one: Policy, other: Policy) -> DecidesInstead | None:
+    """Where both policies match (with ``other`` as the one deciding there), or None where no
+    proposal matches both: another action type, agent, agent kind, account or channel, or an
+    agent of another kind, an account on another channel."""
+    if one.action_type != other.action_type:
+        return None
+    for name in ("agent_id", "account_id", "agent_kind", "channel"):
+        mine, theirs = getattr(one, name), getattr(other, name)
+        if mine and theirs and mine != theirs:
+            return None
+    agent = one.agent if one.agent_id else other.agent if other.agent_id else None
+    account = one.account if one.account_id else other.account if other.account_id else None
+    agent_kind = one.agent_kind or other.agent_kind
+    channel = one.channel or other.channel
+    if agent is not None and agent_kind and agent.kind != agent_kind:
+        return None
+    if account is not None and channel and account.channel != channel:
+        return None
+    return DecidesInstead(
+        policy=other,
+        agent=agent,
+        agent_kind="" if agent is not None else agent_kind,
+        account=account,
+        channel="" if account is not None else channel,
+    )
+
+
+def live_policies(*, action_types: Iterable[str] | None = None) -> list[Policy]:
+    """The live policies (active, not drafts), with their agent and account, to ask
+    ``policies_deciding_instead`` of many policies with one query."""
+    live = Policy.objects.filter(is_active=True, is_draft=False).select_related("agent", "account")
+    if action_types is not None:
+        live = live.filter(action_type__in=sorted(action_types))
+    return list(live.order_by("pk"))
+
+
+def policies_deciding_instead(
+    policy: Policy, *, live: Sequence[Policy] | None = None
+) -> list[DecidesInstead]:
+    """The live policies that decide instead of ``policy`` for part of its scope: more
+    specific ones whose scope overlaps its own (an agent's own copy on an account, which an
+    autonomy recommendation makes, of a policy for every agent), each with the part they
+    share. Not those of its very scope (``Policy.outranked_by`` says those), nor one that
+    itself decides nothing (outranked on its whole scope). None for a draft or a policy
+    switched off: it decides nothing live. ``live``: ``live_policies()``, read once for
+    many."""
+    if policy.is_draft or not policy.is_active:
+        return []
+    if live is None:
+        live = live_policies(action_types=[policy.action_type])
+    deciding: dict[tuple, Policy] = {}  # of each scope, the one that outranks the others
+    for other in live:
+        if other.action_type != policy.action_type:
+            continue
+        scope = tuple(getattr(other, name) for name in SCOPE_FIELDS)
+        if scope not in deciding or _rank(other) > _rank(deciding[scope]):
+            deciding[scope] = other
+    own_rank = _rank(policy)
+    found = []
+    for other in deciding.values():
+        if other.pk == policy.pk or _same_scope(policy, other) or _rank(other) < own_rank:
+            continue
+        overlap = _overlap(policy, other)
+        if overlap is not None:
+            found.append(overlap)
+    # The most specific first: where it decides, the others listed do not either.
+    found.sort(key=lambda each: (-_rank(each.policy)[0], each.policy.name, each.policy.pk))
+    return found
 
 
 def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Policy | None:
