@@ -209,6 +209,17 @@ def _evidence(
         f"their own, people had rejected {report.auto_though_rejected} and edited "
         f"{report.auto_though_edited}."
     )
+    policy, agent, account = recommendation.policy, recommendation.agent, recommendation.account
+    if not is_agents_own(policy, agent, account):
+        # The copy then decides for the agent on the account, in the place of the policy it
+        # was made from: a hard ceiling set later on that one does not hold there.
+        rationale += (
+            f"\n\nApproved, it does not change “{policy.name}”: it makes {agent.name}'s own "
+            f"policy on {account.external_id}, a copy of it with the new ceiling, which then "
+            f"decides instead of “{policy.name}” for {agent.name} on {account.external_id}. A "
+            f"later change of “{policy.name}” (a hard ceiling, say) does not hold there unless "
+            "it is made on that copy too."
+        )
     supporting = {
         "scorecard": {
             "days": days,

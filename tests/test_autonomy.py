@@ -157,6 +157,13 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     assert what_if["auto_approve"] == {"happened": 0, "proposed": 10}
     assert what_if["review"] == {"happened": 10, "proposed": 0}
     assert recommendation.supporting_data["scorecard"]["approved"] == 10
+    # Approved, it makes a copy that decides for optimizer on demo in the policy's place.
+    assert recommendation.rationale.endswith(
+        "\n\nApproved, it does not change “Bid adjustments”: it makes optimizer's own policy on "
+        "demo, a copy of it with the new ceiling, which then decides instead of “Bid "
+        "adjustments” for optimizer on demo. A later change of “Bid adjustments” (a hard "
+        "ceiling, say) does not hold there unless it is made on that copy too."
+    )
 
     recommendation = proposal_evaluate(proposal_id=recommendation.pk)
     assert recommendation.status == "pending_review"
@@ -537,7 +544,9 @@ def test_an_executed_recommendation_says_which_policy_version_it_wrote(recommend
         (
             "After",
             "Policy “Bid adjustments: optimizer on demo” created as version 1: auto-execute "
-            f"ceiling 15% → 22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}.",
+            f"ceiling 15% → 22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}. "
+            "For optimizer on demo it decides instead of “Bid adjustments”: a later change of "
+            "that policy does not hold here unless it is made here too.",
         ),
     ]
     assert reverse("admin:policies_policy_change", args=[earned.pk]) in row
@@ -567,7 +576,9 @@ def test_an_executed_recommendation_s_history_says_which_policy_version_it_wrote
     assert (
         "Execution attempt 1 by the ledger executor: succeeded; after it: Policy “Bid "
         "adjustments: optimizer on demo” created as version 1: auto-execute ceiling 15% → "
-        f"22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}."
+        f"22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}. For optimizer on "
+        "demo it decides instead of “Bid adjustments”: a later change of that policy does not "
+        "hold here unless it is made here too."
     ) in [what for what, _ in elsewhere(page)]
 
 

@@ -377,7 +377,11 @@ class PolicyChange(ActionType):
             policy.name = f"{source}: {agent.name} on {account.external_id}"[:200]
             for field_name, value in agents_own_scope(agent, account).items():
                 setattr(policy, field_name, value)
-            policy.description = f"Made from “{source}” by proposal #{proposal.pk}."
+            policy.description = (
+                f"Made from “{source}” by proposal #{proposal.pk}. For {agent.name} on "
+                f"{account.external_id} it decides instead of “{source}”: a later change of "
+                "that policy does not hold here unless it is made here too."
+            )
         policy.auto_execute_max_magnitude = Decimal(payload["to_ceiling"])
         below = hard_ceilings_below_auto_execute(policy)
         if below:  # its hard ceiling was lowered since: the console refuses such a policy too
