@@ -15,7 +15,7 @@ from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db import models
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -43,6 +43,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
     WithdrawnBy,
+    later_attempts,
     retry_started,
 )
 from approvals.search import proposals_matching, search_words
@@ -63,6 +64,7 @@ from approvals.selectors import (
     how_review_ended,
     last_failure,
     last_round,
+    next_attempts_due,
     policy_terms,
     proposal_followed,
     proposal_states,
@@ -2546,8 +2548,11 @@ def _executions_said(proposal: Proposal) -> list[Execution]:
     key it went to its channel with ("" if none: ``attempt_keys``)."""
     executions = list(proposal.executions.all())
     keys = attempt_keys(proposal) if executions else {}
+    due = next_attempts_due([proposal]).get(proposal.pk)
     for execution, after in zip(executions, [*executions[1:], None], strict=False):
+        execution.proposal = proposal
         execution.retry_started = after.started_at if after is not None else None
+        execution.retry_due = due
         execution.status_said = execution.status_as_said()
         execution.key_sent = keys.get(execution.attempt, "")
     return executions
@@ -2570,8 +2575,45 @@ class ExecutionChangeList(ConsoleChangeList):
     def get_results(self, request):
         super().get_results(request)
         keys = executions_keys(self.result_list)
+        due = next_attempts_due({execution.proposal for execution in self.result_list})
         for execution in self.result_list:
             execution.key_sent = keys.get(execution.pk, "")
+            execution.retry_due = due.get(execution.proposal_id)
+
+
+class AttemptStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """An attempt's status as the list says it (``attempt_status_said``): a failed one told
+    apart by what came of it. "Failed" listed attempts whose proposal's execution was still
+    under way, its next attempt scheduled, beside those it ended with."""
+
+    title = "status"
+    parameter_name = "status"
+    FAILED_TRIED_AGAIN, FAILED_TO_BE_TRIED_AGAIN = "failed_tried_again", "failed_to_be_tried_again"
+
+    def lookups(self, request, model_admin):
+        return [
+            (ExecutionStatus.RUNNING, ExecutionStatus.RUNNING.label),
+            (ExecutionStatus.SUCCEEDED, ExecutionStatus.SUCCEEDED.label),
+            (ExecutionStatus.FAILED, "Failed, nothing more tried"),
+            (self.FAILED_TO_BE_TRIED_AGAIN, "Failed, to be tried again"),
+            (self.FAILED_TRIED_AGAIN, "Failed, tried again"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        self.refuse_unknown(value)
+        if not value:
+            return queryset
+        if value in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED):
+            return queryset.filter(status=value)
+        failed = queryset.filter(status=ExecutionStatus.FAILED)
+        if value == self.FAILED_TRIED_AGAIN:
+            return failed.filter(Exists(later_attempts()))
+        not_yet = failed.filter(~Exists(later_attempts()))
+        executing = Q(proposal__status=ProposalStatus.EXECUTING)
+        if value == self.FAILED_TO_BE_TRIED_AGAIN:
+            return not_yet.filter(executing)
+        return not_yet.exclude(executing)
 
 
 @admin.register(Execution)
@@ -2585,7 +2627,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "key_sent",
         "finished_at",
     ]
-    list_filter = ["status", "executor"]
+    list_filter = [AttemptStatusFilter, "executor"]
     list_select_related = ["proposal"]
     # Its status on its page as in its heading and the tables: "Failed, tried again".
     shown_read_only = {"status": "status_said"}
@@ -2622,6 +2664,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     def get_changelist(self, request, **kwargs):
         return ExecutionChangeList
+
+    def get_object(self, request, object_id, from_field=None):
+        execution = super().get_object(request, object_id, from_field)
+        if execution is not None and execution.awaits_retry():
+            execution.retry_due = next_attempts_due([execution.proposal]).get(execution.proposal_id)
+        return execution
 
     def get_fields(self, request: HttpRequest, obj: Execution | None = None) -> list[str]:
         """Its key only where it went to a channel with one: an attempt on Google Ads, which

@@ -3,10 +3,11 @@ from datetime import datetime
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.models import audited_history, version_of, version_recorded_at
+from hitlproject.formats import console_time
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
 from hitlproject.vocabulary import ProposalStatus, VerdictOutcome
@@ -392,7 +393,23 @@ class Execution(models.Model):
         as_of = version_recorded_at(self)
         retried = self.retry_started_at()
         tried_again = retried is not None and (as_of is None or retried <= as_of)
-        return attempt_status_said(self, tried_again=tried_again)
+        return attempt_status_said(
+            self,
+            tried_again=tried_again,
+            to_be_tried_again=as_of is None and self.awaits_retry(),
+            due=getattr(self, "retry_due", None),
+        )
+
+    def awaits_retry(self) -> bool:
+        """Whether it failed and its proposal's execution goes on with another attempt: the
+        newest of a proposal still executing (a round that ends fails its proposal in the
+        same transaction as its last attempt, and a kill switch's hold sends it back to a
+        person). Said "Failed, to be tried again", not "Failed", which reads as the end."""
+        return (
+            self.status == ExecutionStatus.FAILED
+            and self.retry_started_at() is None
+            and self.proposal.status == ProposalStatus.EXECUTING
+        )
 
     def retry_started_at(self) -> datetime | None:
         """When the attempt after it began, if it failed and another followed; else None.
@@ -412,25 +429,46 @@ class Execution(models.Model):
         return self.retry_started
 
 
+def later_attempts() -> QuerySet:
+    """The attempts of an attempt's proposal after it (``Exists`` of it: it was tried
+    again)."""
+    return Execution.objects.filter(
+        proposal=OuterRef("proposal_id"), attempt__gt=OuterRef("attempt")
+    )
+
+
 def retry_started() -> Subquery:
     """An attempt's ``retry_started`` read with it (on an execution, or a past version of
     one: both name its proposal and its number): when the next attempt of its proposal
     began, through the attempts' unique index, one lookup a row."""
-    return Subquery(
-        Execution.objects.filter(proposal=OuterRef("proposal_id"), attempt__gt=OuterRef("attempt"))
-        .order_by("attempt")
-        .values("started_at")[:1]
-    )
+    return Subquery(later_attempts().order_by("attempt").values("started_at")[:1])
 
 
-def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:
+def attempt_status_said(
+    execution: Execution,
+    *,
+    tried_again: bool,
+    to_be_tried_again: bool = False,
+    due: datetime | None = None,
+) -> str:
     """An attempt's status, as its proposal's page, the list of executions and its own page
     say it: a failed one after which another was made, "Failed, tried again", not a bare
-    "Failed"."""
+    "Failed"; one whose next attempt is yet to come (``to_be_tried_again``), "Failed, to be
+    tried again at 15:15:39" (``due``: when the next is due, if read), as its proposal's
+    status line says it is due. A bare "Failed" is said only of one nothing follows."""
     status = execution.get_status_display()
-    if execution.status == ExecutionStatus.FAILED and tried_again:
+    if execution.status != ExecutionStatus.FAILED:
+        return status
+    if tried_again:
         return f"{status}, tried again"
-    return status
+    if not to_be_tried_again:
+        return status
+    if due is None:
+        return f"{status}, to be tried again"
+    if due > timezone.now():
+        return f"{status}, to be tried again at {console_time(due)}"
+    # Its time has come: it goes once a worker takes it up.
+    return f"{status}, to be tried again (due at {console_time(due)})"
 
 
 class IdempotencyRecord(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from approvals.models import Execution, Proposal, ProposalStatus
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.formats import console_time
 from tests.conftest import bid_adjustment, creative, creative_batch
 from tests.test_attempt_keys_shown import executions_table
 from tests.test_console_narrow_permissions import staff_with
@@ -31,7 +32,7 @@ def text(markup: str) -> str:
 
 def failed_twice(channel) -> Proposal:
     """A webhook proposal whose first attempt failed (503) and was tried again, which failed
-    too (503): attempt 1 "Failed, tried again", attempt 2 "Failed"."""
+    too (503): attempt 1 "Failed, tried again", attempt 2 "Failed, to be tried again at …"."""
     endpoint = channel(503, 503)
     proposal = approved_here(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
@@ -47,7 +48,12 @@ def test_a_failed_attempt_tried_again_says_so_on_its_own_page_as_the_tables_do(c
     operator = login("operator")
     head, rows = executions_table(operator, proposal)
     status = head.index("Status")
-    assert [row[status] for row in rows] == ["Failed, tried again", "Failed"]
+    due = console_time(ExecutionRound.objects.get(proposal=proposal).lease_until)
+    # Attempt 3 is scheduled: attempt 2 is not the end of it.
+    assert [row[status] for row in rows] == [
+        "Failed, tried again",
+        f"Failed, to be tried again at {due}",
+    ]
 
     page = operator.get(reverse("admin:approvals_execution_change", args=[first.pk])).text
     said = f"#{proposal.pk} attempt 1: Failed, tried again"
@@ -58,7 +64,7 @@ def test_a_failed_attempt_tried_again_says_so_on_its_own_page_as_the_tables_do(c
     assert "Status: Failed, tried again" in text(page)  # its field, as its heading
     last = operator.get(reverse("admin:approvals_execution_change", args=[second.pk])).text
     assert text(re.search(r"<h2>(.*?)</h2>", last, re.S).group(1)) == (
-        f"#{proposal.pk} attempt 2: Failed"
+        f"#{proposal.pk} attempt 2: Failed, to be tried again at {due}"
     )
     history = operator.get(reverse("admin:approvals_execution_history", args=[first.pk])).text
     assert f"View history: {said}" in text(re.search(r"<h1>(.*?)</h1>", history, re.S).group(1))
