@@ -2248,10 +2248,11 @@ def approval_said(proposal: Proposal) -> str:
     return _approval_said_reader(proposal)
 
 
-def _unsure_before_retry(proposal: Proposal, round_: LastRound | None) -> list[int]:
+def _unsure_before_retry(proposal: Proposal, round_: LastRound | None) -> list[tuple[int, str]]:
     """For a failed proposal whose retry could repeat what its last round (``round_``) sent,
-    the numbers of that round's attempts that got no sure answer (``Execution.unanswered``,
-    as recorded): each may have been carried out all the same. [] otherwise."""
+    that round's attempts that got no sure answer (``Execution.unanswered``, as recorded),
+    each its number and its error (what the channel answered it, if anything): each may have
+    been carried out all the same. [] otherwise."""
     if proposal.status != ProposalStatus.FAILED:
         return []
     if round_ is None or not round_.retry_repeats:
@@ -2259,7 +2260,7 @@ def _unsure_before_retry(proposal: Proposal, round_: LastRound | None) -> list[i
     attempts = proposal.executions.filter(attempt__gte=round_.first_attempt, unanswered=True)
     if round_.before_attempt is not None:
         attempts = attempts.filter(attempt__lt=round_.before_attempt)
-    return list(attempts.order_by("attempt").values_list("attempt", flat=True))
+    return list(attempts.order_by("attempt").values_list("attempt", "error"))
 
 
 def retry_may_repeat_said(
@@ -2284,7 +2285,7 @@ def retry_check_said(proposal: Proposal, round_: LastRound | None) -> str:
     the channel first, and the key the retry would send (``retry_check``). "" where no
     attempt needs it, or a retry would find out itself. ``round_``: its ``last_round``."""
     unsure = _unsure_before_retry(proposal, round_)
-    return retry_check(unsure, round_.retry_key) if unsure else ""
+    return retry_check([number for number, _ in unsure], round_.retry_key) if unsure else ""
 
 
 def retry_checks_said(proposals: Sequence[Proposal]) -> dict[int, str]:

@@ -103,12 +103,13 @@ from hitlproject.errors import InvalidInput, NotFound
 from hitlproject.queueing import after_commit
 from hitlproject.vocabulary import (
     EXECUTION_FAILED,
-    NO_SURE_ANSWER,
     PARTLY_CARRIED_OUT,
     UNDER_WAY_STATUSES,
     attempt_numbers,
+    http_answer,
     no_sure_answer_said,
     refusal_said,
+    unsure_answers_said,
 )
 from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
@@ -1189,7 +1190,7 @@ def _sent_before(
 ) -> str:
     """A refusal of the round's next attempt, with what it must add of the attempts sent
     before it: the channel got their request, and one without a sure answer (a worker stopped
-    while it was under way, a timeout: ``_unsure_attempts``) may have been carried out there,
+    while it was under way, a timeout: ``_unsure_answers``) may have been carried out there,
     which the ledger cannot know, or, where each got one, that it was not carried out. What
     happened only: what a retry would send is said where a retry is offered, and true then
     (beside the Retry button), not here, quoted long after and to the agent too."""
@@ -1201,7 +1202,7 @@ def _sent_before(
         sender = executor_named(sent.executor)
     except LookupError:
         sender = None
-    unsure = _unsure_attempts(proposal, sent)
+    unsure = _unsure_answers(proposal, sent)
     if not unsure:
         # The channel answered each that it did not carry it out (a quota error, a 408 or a
         # 429): nothing to check there, nor that a retry could do it a second time.
@@ -1213,10 +1214,13 @@ def _sent_before(
         return f"{said} {resumed}" if resumed else said
     # The one to check on the channel: the last that may have been carried out (no sure
     # answer), not a later one the channel said it did not carry out (408, 429).
-    last = proposal.executions.get(attempt=unsure[-1])
+    number, error = unsure[-1]
+    # Its answer said once, unquoted where it is the channel's (“…HTTP 503”) and got…” read
+    # as two sentences nested in one); what happened instead, where none came.
+    quoted = "" if http_answer(error) else f" (“{error}”)"
     said = (
-        f"{refused} Attempt {last.attempt} was sent to the channel before (“{last.error}”) "
-        f"and {NO_SURE_ANSWER}."
+        f"{refused} Attempt {number} was sent to the channel before{quoted} and "
+        f"{unsure_answers_said([(number, error)], named=False)}."
     )
     resumed = _resumed_said(proposal, sent, sender or executor)
     return f"{said} {resumed}" if resumed else said
@@ -1240,30 +1244,30 @@ def _unanswered_said(
     cannot retry. ``last``: the round's attempt just finished, not saved yet."""
     said = error
     if not executor.retry_finds_out(current.request):
-        numbers = _unsure_attempts(proposal, current, last)
-        if numbers:
-            said = f"{error if error.endswith('.') else error + '.'} {no_sure_answer_said(numbers)}"
+        unsure = _unsure_answers(proposal, current, last)
+        if unsure:
+            said = f"{error if error.endswith('.') else error + '.'} {no_sure_answer_said(unsure)}"
     resumed = _resumed_said(proposal, current, executor)
     if resumed:
         said = f"{said if said.endswith('.') else said + '.'} {resumed}"
     return said
 
 
-def _unsure_attempts(
+def _unsure_answers(
     proposal: Proposal, current: ExecutionRound, last: Execution | None = None
-) -> list[int]:
-    """The numbers of the attempts of ``current`` (and of the held rounds it resumes) that got
-    no sure answer: each may have been carried out. ``last``: the round's attempt just
-    finished, not saved yet."""
+) -> list[tuple[int, str]]:
+    """The attempts of ``current`` (and of the held rounds it resumes) that got no sure
+    answer, each its number and its error (what the channel answered, if anything): each may
+    have been carried out. ``last``: the round's attempt just finished, not saved yet."""
     earliest = _rounds_resumed(proposal, current)[-1]
-    numbers = set(
+    answers = dict(
         proposal.executions.filter(attempt__gte=earliest.first_attempt, unanswered=True)
         .exclude(pk=last.pk if last else None)
-        .values_list("attempt", flat=True)
+        .values_list("attempt", "error")
     )
     if last is not None and last.unanswered:
-        numbers.add(last.attempt)
-    return sorted(numbers)
+        answers[last.attempt] = last.error
+    return sorted(answers.items())
 
 
 def _worked_out_again(
@@ -1293,7 +1297,7 @@ def _worked_out_again(
     went = " and ".join(move.went for move in moved)
     was = _figures_said(executor.sets(current.request))
     comes_to = _figures_said(action_type.proposed_state(proposal.payload, campaigns))
-    unsure = _unsure_attempts(proposal, current)
+    unsure = _unsure_answers(proposal, current)
     if unsure and not executor.retry_finds_out(current.request):
         # What happened only: what a retry would send is said beside Retry, as it stands
         # when read (``approvals.selectors.retry_may_repeat_said``), not stored here.
@@ -1328,8 +1332,8 @@ def _worked_out_again(
         if executor.sends_key
         else said("as a new request", before="the request before it")
     ) + (
-        f" {attempt_numbers(unsure)} of it {NO_SURE_ANSWER}: the channel is read before "
-        "this one sets anything, and finds it if it was."
+        f" {unsure_answers_said(unsure)}: the channel is read before this one sets anything, "
+        "and finds it if it was."
         if unsure
         else " No attempt of it was carried out: each was refused, or never reached the channel."
     )
@@ -1426,7 +1430,8 @@ def _resumption(
     unsure = list(
         _this_round(proposal, held)
         .filter(attempt__lt=first_attempt, unanswered=True)
-        .values_list("attempt", flat=True)
+        .order_by("attempt")
+        .values_list("attempt", "error")
     )
     if not unsure:
         return ""
@@ -1443,8 +1448,9 @@ def _resumption(
     )
     return (
         f"Resumed as a new request{new_key}{changed}. The channel cannot tell it from "
-        f"{attempt_numbers(unsure).lower()}, sent before{held_key}, which "
-        f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
+        f"{attempt_numbers([number for number, _ in unsure]).lower()}, sent "
+        f"before{held_key}. {unsure_answers_said(unsure)}: check on the channel that it was "
+        "not carried out twice."
     )
 
 

@@ -3,6 +3,7 @@ engine's outcomes and their labels, and the sets of statuses the apps count by. 
 defined here once, below every app, and imported: two places that disagree on which
 statuses count as "approved" would show a person two different truths."""
 
+import re
 from collections.abc import Sequence
 
 from django.db import models
@@ -267,6 +268,11 @@ EXECUTION_FAILED = "execution failed: "
 # Said of a failed round's attempts that may have been carried out all the same (sent, and no
 # answer said whether), by the failure (``no_sure_answer_said``) and beside its Retry button.
 NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+# The HTTP answer an attempt's error records ("the endpoint answered HTTP 503 (Retry-After:
+# 600 s)"): a server's error, which the platform takes as no sure answer (SPEC: 5xx are
+# retried), but an answer all the same, said as such (``unsure_answers_said``).
+# Read from its start: a round's last attempt's error goes on to say the others' answers.
+_HTTP_ANSWER = re.compile(r"the endpoint answered (HTTP \d{3}\b(?: \([^)]*\))?)")
 # Said of attempts sent before a proposal ended without sending anything more (superseded)
 # that got no sure answer, after "nothing more was sent, but attempt 2, sent at …,", wherever
 # a person or its agent is told how it ended: not "nothing was done", which only a sure answer
@@ -325,14 +331,48 @@ def retry_is_new(key: str, attempts: int) -> str:
     return f"a retry is a new request{with_key} the channel cannot tell from {these}"
 
 
-def no_sure_answer_said(numbers: Sequence[int]) -> str:
+def http_answer(error: str) -> str:
+    """The HTTP answer an attempt's ``error`` records ("HTTP 503 (Retry-After: 600 s)"), ""
+    if it got none (a timeout, a lost connection, a worker stopped while it was under way)."""
+    found = _HTTP_ANSWER.match(error)
+    return found[1] if found else ""
+
+
+def unsure_answers_said(attempts: Sequence[tuple[int, str]], *, named: bool = True) -> str:
+    """What the channel answered ``attempts`` (each its number and its error) that got no sure
+    answer, as a sentence says it, without its full stop: "Attempts 1–5 were answered HTTP 503
+    (Retry-After: 600 s), which does not say whether the channel carried it out"; "Attempt 1
+    got no answer that says whether the channel carried it out". A server's "busy, come back
+    later" is an answer: "got no answer" was read as the endpoint silent. ``named`` False:
+    without the attempt's number, for a sentence that names it (one attempt)."""
+    groups: dict[str, list[int]] = {}
+    for number, error in sorted(attempts):
+        groups.setdefault(http_answer(error), []).append(number)
+    unanswered = groups.pop("", [])
+    if not groups:
+        return f"{attempt_numbers(unanswered)} {NO_SURE_ANSWER}" if named else NO_SURE_ANSWER
+    parts = [
+        f"{attempt_numbers(numbers) + ' ' if named else ''}"
+        f"{'was' if len(numbers) == 1 else 'were'} answered {answer}"
+        for answer, numbers in groups.items()
+    ]
+    if unanswered:
+        parts.append(f"{attempt_numbers(unanswered)} got no answer")
+    parts = [parts[0], *(part[:1].lower() + part[1:] for part in parts[1:])]
+    if len(parts) == 1:  # one answer, to each of them
+        return f"{parts[0]}, which does not say whether the channel carried it out"
+    return f"{and_joined(parts)}: none says whether the channel carried it out"
+
+
+def no_sure_answer_said(attempts: Sequence[tuple[int, str]]) -> str:
     """What a failure records of its round's attempts (``numbers``) that got no sure answer:
     what happened, and nothing of a retry, which is said where it is read and true then (the
     Retry note, ``retry_may_repeat``; a message to a person who may retry, ``retry_check``):
     a stored sentence is quoted long after (the proposal's status line and history, the
     attempt's record, its agent's feedback and callback), when a retry may send nothing, and
-    to an agent, who cannot retry at all."""
-    return f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}."
+    to an agent, who cannot retry at all. ``attempts``: each its number and its error, whose
+    answer is said (``unsure_answers_said``)."""
+    return f"{unsure_answers_said(attempts)}."
 
 
 def retry_check(numbers: Sequence[int], key: str) -> str:
@@ -346,14 +386,13 @@ def retry_check(numbers: Sequence[int], key: str) -> str:
     )
 
 
-def retry_may_repeat(numbers: Sequence[int], key: str | None) -> str:
-    """Said of a failed round's attempts (``numbers``) that got no sure answer, by the failure
-    and beside its Retry button: each may have been carried out, and a retry, a new request
-    with ``key`` ("" where the channel gets none), could do it again. ``key`` None: a retry
-    sends nothing (its target moved: it ends superseded), and only the check is said."""
+def retry_may_repeat(attempts: Sequence[tuple[int, str]], key: str | None) -> str:
+    """Said of a failed round's ``attempts`` (each its number and its error) that got no sure
+    answer, by the failure and beside its Retry button: each may have been carried out, and a
+    retry, a new request with ``key`` ("" where the channel gets none), could do it again.
+    ``key`` None: a retry sends nothing (its target moved: it ends superseded), and only the
+    check is said."""
+    said = unsure_answers_said(attempts)
     if key is None:
-        return f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel."
-    return (
-        f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel before retrying "
-        f"it; {retry_is_new(key, len(numbers))}."
-    )
+        return f"{said}: check on the channel."
+    return f"{said}: check on the channel before retrying it; {retry_is_new(key, len(attempts))}."

@@ -28,7 +28,6 @@ from audit.actors import Actor
 from audit.history import insert_with_history
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
-from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from policies.receivers import HELD_BACK_NOW
@@ -45,6 +44,8 @@ from tests.test_policy_tuning import form_data
 from tests.test_told_nobody import counted_and_listed
 from tests.test_unanswered_attempts import retry_warning
 
+# What the endpoint answered attempt 1, said as such (it read "got no answer that says …").
+ANSWERED_503 = "was answered HTTP 503, which does not say whether the channel carried it out"
 OUTAGE = "Tracking outage: nothing runs unseen."
 HELD = (
     f"Held back before executing: the kill switch on account demo is engaged: {OUTAGE} "
@@ -318,7 +319,7 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        f"(“the endpoint answered HTTP 503”) and {NO_SURE_ANSWER}.",
+        f"and {ANSWERED_503}.",
     ]
     assert len(endpoint.received) == 1
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
@@ -327,7 +328,7 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     # lifted (while it refuses the proposal, a retry is refused, not offered).
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     assert retry_warning(failed, client) == (
-        f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
+        f"Attempt 1 {ANSWERED_503}: check on the channel before retrying it; a retry is a new "
         f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
     )
 
@@ -427,7 +428,7 @@ def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_befor
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        f"(“the endpoint answered HTTP 503”) and {NO_SURE_ANSWER}.",
+        f"and {ANSWERED_503}.",
     ]
     assert len(endpoint.received) == 1
     assert retry_warning(failed, client) == ""  # a retry resumes the held round, key and all
@@ -450,8 +451,8 @@ def test_a_held_round_resumed_at_a_changed_endpoint_says_it_goes_as_a_new_reques
     said = (
         f"Resumed as a new request (key {resumed}): its endpoint changed while a kill switch "
         f"held it ({before.url} then, {moved.url} now). The channel cannot tell it from attempt "
-        f"1, sent before with key {first}, which {NO_SURE_ANSWER}: check on the channel that it "
-        "was not carried out twice."
+        f"1, sent before with key {first}. Attempt 1 {ANSWERED_503}: check on the channel that "
+        "it was not carried out twice."
     )
     moves = executed.history.filter(status="executing").order_by("history_id")
     assert [m.history_change_reason for m in moves] == ["Approved → Executing", said]
@@ -469,16 +470,16 @@ def test_a_held_round_resumed_at_a_changed_endpoint_that_fails_says_both_keys(ch
     retry = f"hitl-proposal-{proposal.pk}-3"
     assert keys(moved) == [resumed]
     unsure = (
-        f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
+        f"Attempt 1 {ANSWERED_503}: check on the channel before retrying it; a retry is a new "
         f"request (key {retry}) the channel cannot tell from it."
     )
     # The failure says what happened; what a retry would send, beside the Retry button.
     assert failed.executions.order_by("attempt").last().error == (
-        f"the endpoint answered HTTP 422. Attempt 1 {NO_SURE_ANSWER}. Resumed as a new request "
+        f"the endpoint answered HTTP 422. Attempt 1 {ANSWERED_503}. Resumed as a new request "
         f"(key {resumed}): its "
         f"endpoint changed while a kill switch held it ({before.url} then, {moved.url} now). "
-        f"The channel cannot tell it from attempt 1, sent before with key {first}, which "
-        f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
+        f"The channel cannot tell it from attempt 1, sent before with key {first}. Attempt 1 "
+        f"{ANSWERED_503}: check on the channel that it was not carried out twice."
     )
     assert retry_warning(failed, client) == unsure
     assert resumed_said(failed, client).startswith(f"Resumed as a new request (key {resumed})")
@@ -507,7 +508,7 @@ def test_a_held_round_resumed_under_its_key_is_one_round_and_the_retry_after_it_
     first, second = f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"
     assert keys(endpoint) == [first, first]
     retry_said = f"a retry is a new request (key {second}) the channel cannot tell from it."
-    assert failed.executions.order_by("attempt").last().error.endswith(f"{NO_SURE_ANSWER}.")
+    assert failed.executions.order_by("attempt").last().error.endswith(f"{ANSWERED_503}.")
     assert retry_warning(failed, client).endswith(retry_said)
 
     release(switch)

@@ -108,8 +108,9 @@ def test_an_auto_approved_bid_whose_endpoint_answers_400_is_told_to_the_operator
     # first attempt, a 503, may have been carried out; then, to the operator, who may retry
     # it, once, what a retry sends: a new request.
     assert (
-        f"Why it failed:\n    {QUOTED}. Attempt 1 got no answer that says whether the channel "
-        "carried it out.\n    Check on the channel before retrying it: a retry is a new request "
+        f"Why it failed:\n    {QUOTED}. Attempt 1 was answered HTTP 503, which does not say "
+        "whether the channel carried it out.\n    Check on the channel before retrying it: a "
+        "retry is a new request "
         f"(key hitl-proposal-{proposal['id']}-2) the channel cannot tell from attempt 1.\n"
     ) in text
     assert said.count("before retrying") == 1

@@ -21,7 +21,7 @@ from approvals.models import Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
-from hitlproject.vocabulary import EXECUTION_FAILED, NO_SURE_ANSWER
+from hitlproject.vocabulary import EXECUTION_FAILED
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation, wait_until
@@ -161,8 +161,8 @@ def test_between_two_attempts_on_its_channel_the_next_one_fails_unsent(channel, 
     assert failed.status == ProposalStatus.FAILED
     assert [e.error for e in failed.executions.order_by("attempt")] == [
         "the endpoint answered HTTP 503",
-        f"{REFUSED} Attempt 1 was sent to the channel before (“the endpoint answered HTTP 503”) "
-        f"and {NO_SURE_ANSWER}.",
+        f"{REFUSED} Attempt 1 was sent to the channel before and was answered HTTP 503, which "
+        "does not say whether the channel carried it out.",
     ]
     assert len(endpoint.received) == 1
     assert budgets() == UNTOUCHED

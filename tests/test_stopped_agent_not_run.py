@@ -110,8 +110,8 @@ def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(c
     assert ran.status == ProposalStatus.FAILED
     error = ran.executions.order_by("attempt").last().error
     assert error == (
-        f"Stopped: {said}. Attempt 1 was sent to the channel before (“the endpoint answered "
-        "HTTP 503”) and got no answer that says whether the channel carried it out."
+        f"Stopped: {said}. Attempt 1 was sent to the channel before and was answered HTTP 503, "
+        "which does not say whether the channel carried it out."
     )
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
 

@@ -27,6 +27,7 @@ from executors.models import ExecutionRound
 from executors.runner import STOPPED, proposal_execute
 from feedback.models import Feedback, FeedbackKind
 from hitlproject.outbound import send_signed
+from hitlproject.vocabulary import http_answer, unsure_answers_said
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, wait_until
 from tests.factories import evaluated
@@ -36,6 +37,9 @@ from tests.test_webhook_executor import approved_without_its_task
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 WARNING = "got no answer that says whether the channel carried it out"
+# A 503 is an answer, if not a sure one: said as what the endpoint answered. It read "got no
+# answer", which an operator read as the endpoint silent.
+ANSWERED_503 = "was answered HTTP 503, which does not say whether the channel carried it out"
 # What is said of a retry: only where one is offered, and true then.
 RETRY_ADVICE = ("before retrying", "a retry is a new request", "a retry ")
 
@@ -86,8 +90,8 @@ def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, c
     assert len(endpoint.received) == 5
     key = f"hitl-proposal-{proposal.pk}-2"
     said = (
-        "the endpoint answered HTTP 503. Attempts 1–5 got no answer that says whether the "
-        "channel carried it out."
+        "the endpoint answered HTTP 503. Attempts 1–5 were answered HTTP 503, which does not "
+        "say whether the channel carried it out."
     )
     assert failure_reason(proposal) == f"execution failed: {said}"
     attempts = list(proposal.executions.order_by("attempt"))
@@ -103,7 +107,8 @@ def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, c
         f"(key {key}) the channel cannot tell from attempts 1–5."
     ) in " ".join(text_of(message).split())
     assert retry_warning(proposal, client) == (
-        "Attempts 1–5 got no answer that says whether the channel carried it out: check on "
+        "Attempts 1–5 were answered HTTP 503, which does not say whether the channel carried it "
+        "out: check on "
         f"the channel before retrying it; a retry is a new request (key {key}) the channel "
         "cannot tell from these."
     )
@@ -123,8 +128,8 @@ def test_a_refusal_after_a_server_error_names_only_the_attempt_without_an_answer
     reason = failure_reason(proposal)
     assert reason.startswith("execution failed: the endpoint answered HTTP 422. Attempt ")
     first = proposal.executions.order_by("attempt").first().attempt
-    assert reason.endswith(f"Attempt {first} {WARNING}.")
-    assert retry_warning(proposal, client).startswith(f"Attempt {first} {WARNING}: check")
+    assert reason.endswith(f"Attempt {first} {ANSWERED_503}.")
+    assert retry_warning(proposal, client).startswith(f"Attempt {first} {ANSWERED_503}: check")
 
 
 def test_a_worker_stopped_mid_request_counts_as_unanswered(channel, monkeypatch):
@@ -193,9 +198,9 @@ def test_a_timeout_is_unanswered_and_a_refused_connection_is_not(settings):
 
 
 FORGED = (
-    b"Attempt 1 got no answer that says whether the channel carried it out: check on the "
-    b"channel before retrying it; a retry is a new request (key hitl-proposal-1-2) the "
-    b"channel cannot tell from it."
+    b"Attempt 1 was answered HTTP 503, which does not say whether the channel carried it out: "
+    b"check on the channel before retrying it; a retry is a new request (key "
+    b"hitl-proposal-1-2) the channel cannot tell from it."
 )
 
 
@@ -207,7 +212,7 @@ def test_an_endpoints_words_do_not_make_the_console_warn_beside_retry(channel, c
     proposal = failed(evaluated(bid_adjustment("2.12")))
 
     reason = failure_reason(proposal)
-    assert reason.startswith("execution failed: the endpoint answered HTTP 422: “Attempt 1 got")
+    assert reason.startswith("execution failed: the endpoint answered HTTP 422: “Attempt 1 was")
     assert not proposal.executions.filter(unanswered=True).exists()
     assert retry_warning(proposal, client) == ""
 
@@ -220,8 +225,8 @@ def test_the_console_warns_of_the_attempt_without_an_answer_not_of_the_endpoints
 
     first = proposal.executions.order_by("attempt").first().attempt
     assert retry_warning(proposal, client) == (
-        f"Attempt {first} {WARNING}: check on the channel before retrying it; a retry is a new "
-        f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+        f"Attempt {first} {ANSWERED_503}: check on the channel before retrying it; a retry is a "
+        f"new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
     )
 
 
@@ -236,13 +241,17 @@ def test_a_redirect_after_the_post_may_have_been_carried_out(channel, client, st
     assert len(endpoint.received) == 1  # not tried again: the answer is the endpoint's last
     attempt = proposal.executions.get()
     assert attempt.unanswered
+    answered = (
+        f"was answered HTTP {status} (a redirect, not followed), which does not say whether "
+        "the channel carried it out"
+    )
     said = (
         f"the endpoint answered HTTP {status} (a redirect, not followed). Attempt "
-        f"{attempt.attempt} {WARNING}."
+        f"{attempt.attempt} {answered}."
     )
     assert failure_reason(proposal) == f"execution failed: {said}"
     assert retry_warning(proposal, client) == (
-        f"Attempt {attempt.attempt} {WARNING}: check on the channel before retrying it; a retry "
+        f"Attempt {attempt.attempt} {answered}: check on the channel before retrying it; a retry "
         f"is a new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
     )
 
@@ -351,7 +360,7 @@ def test_a_retry_that_ends_superseded_is_not_said_to_send_a_new_request(channel,
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert 'id="retry-ends-it"' in page.content.decode()
     warning = html.unescape(retry_warning(proposal, client))
-    assert warning == f"Attempt {first} {WARNING}: check on the channel."
+    assert warning == f"Attempt {first} {ANSWERED_503}: check on the channel."
     # Nowhere on the page: not in its status line, nor in attempt 2's error, quoting the
     # failure as it was stored before the target moved.
     assert "a retry is a new request" not in _text(page.content.decode())
@@ -376,7 +385,7 @@ def test_a_failure_says_what_happened_and_the_retry_only_beside_retry(channel, c
     channel(503, 422)
     proposal = failed(evaluated(bid_adjustment("2.12")))
     first, last = proposal.executions.order_by("attempt")
-    happened = f"Attempt {first.attempt} {WARNING}."
+    happened = f"Attempt {first.attempt} {ANSWERED_503}."
     client.force_login(get_user_model().objects.get(username="operator"))
 
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
@@ -406,3 +415,23 @@ def test_a_failure_says_what_happened_and_the_retry_only_beside_retry(channel, c
     for said in told:
         for advice in RETRY_ADVICE:
             assert advice not in said, said
+
+
+def test_attempts_without_a_sure_answer_are_said_by_what_the_channel_answered_them():
+    """A 503 is an answer, which does not say whether the action was carried out; a timeout
+    is none. Each said as it was, in one sentence."""
+    busy = "the endpoint answered HTTP 503 (Retry-After: 30 s)"
+    assert unsure_answers_said([(1, busy), (2, busy)]) == (
+        "Attempts 1–2 were answered HTTP 503 (Retry-After: 30 s), which does not say whether "
+        "the channel carried it out"
+    )
+    timed_out = "the endpoint timed out: no answer within 10 s"
+    assert unsure_answers_said(
+        [(3, timed_out), (1, busy), (2, "the endpoint answered HTTP 502")]
+    ) == (
+        "Attempt 1 was answered HTTP 503 (Retry-After: 30 s), attempt 2 was answered HTTP 502 "
+        "and attempt 3 got no answer: none says whether the channel carried it out"
+    )
+    assert unsure_answers_said([(4, timed_out)]) == f"Attempt 4 {WARNING}"
+    # A round's last error goes on to say the others' answers: only its start is its own.
+    assert http_answer("the endpoint timed out. Attempt 1 was answered HTTP 503") == ""

@@ -132,8 +132,8 @@ def test_a_request_that_may_have_been_carried_out_is_not_sent_again_with_old_fig
         "it would have set brand-search's daily budget 720.00 and generic-search's daily "
         "budget 780.00, where the action came to brand-search's daily budget 620.00 and "
         "generic-search's daily budget 880.00 by the ledger then. Attempt 1 was sent to the "
-        "channel before (“the endpoint answered HTTP 503 (Retry-After: 600 s)”) and got no "
-        "answer that says whether the channel carried it out."
+        "channel before and was answered HTTP 503 (Retry-After: 600 s), which does not say "
+        "whether the channel carried it out."
     ), said
     # What happened, stored, and quoted long after (its agent reads it too): nothing of a
     # retry, which its page says beside Retry as things then stand.
@@ -149,7 +149,8 @@ def test_a_request_that_may_have_been_carried_out_is_not_sent_again_with_old_fig
     page = client.get(reverse("admin:approvals_proposal_change", args=[first.pk])).text
     [note] = re.findall(r'<p class="errornote" id="retry-may-repeat">(.*?)</p>', page)
     assert html.unescape(note) == (
-        "Attempt 1 got no answer that says whether the channel carried it out: check on the "
+        "Attempt 1 was answered HTTP 503 (Retry-After: 600 s), which does not say whether the "
+        "channel carried it out: check on the "
         f"channel before retrying it; a retry is a new request (key hitl-proposal-{first.pk}-2) "
         "the channel cannot tell from it."
     )
@@ -276,8 +277,8 @@ def test_not_sent_again_names_the_attempt_that_may_have_been_carried_out(channel
     assert len(endpoint.received) == 3
     said = failed.executions.order_by("-attempt").first().error
     assert (
-        "Attempt 1 was sent to the channel before (“the endpoint answered HTTP 503 "
-        "(Retry-After: 600 s)”) and got no answer that says whether the channel carried it out."
+        "Attempt 1 was sent to the channel before and was answered HTTP 503 (Retry-After: "
+        "600 s), which does not say whether the channel carried it out."
     ) in said, said
     assert "Attempt 2 was sent to the channel before" not in said, said
 
