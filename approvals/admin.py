@@ -1953,6 +1953,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Why it is here, as recorded, each as it stands now (a kill switch released).
             "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,
+            # Where no policy routed it because its type always goes to a person (a policy
+            # change): that fixed rule, not "none matched it".
+            "always_human": getattr(action_types.get(proposal.action_type), "always_human", ""),
             "reassessed": reassessed,
             # Its terms are read from that version's record: one the last verification of
             # the audit chain found altered is said so beside them.

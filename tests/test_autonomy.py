@@ -1047,3 +1047,17 @@ def test_a_recommendation_s_confidence_reads_as_the_share_it_is(rules, login):
     assert field.startswith(f"{said}</div>")
     assert "0.333" not in page
     assert proposal_body(made)["confidence"] == made.confidence
+
+
+def test_a_recommendations_page_says_a_fixed_rule_sends_it_to_a_person(recommendation, login):
+    # It read "Routed by no policy: none matched it, so a person decides.", as if a policy
+    # could have matched it: a change to the policies goes to a person by a fixed rule.
+    page = login("policy-owner").get(
+        reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    )
+    routed_by = page.text.split('id="routed-by">')[1].split("</p>")[0]
+
+    assert " ".join(html.unescape(re.sub(r"<[^>]+>", "", routed_by)).split()) == (
+        "Routed by a fixed rule, not a policy. A change to the policies always waits for a "
+        "policy owner."
+    )
