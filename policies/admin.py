@@ -955,7 +955,7 @@ class PolicyAdmin(ChangeReasonAdmin):
     # Its windows as its page reads them ("1 day"), typed so too.
     formfield_overrides = {models.DurationField: {"form_class": WindowField}}
     list_display = [
-        "name",
+        "name_said",
         "action_type_display",
         "scope",
         "priority",
@@ -1324,6 +1324,13 @@ class PolicyAdmin(ChangeReasonAdmin):
 
     def get_queryset(self, request):
         return outranked_by_annotated(super().get_queryset(request))
+
+    @admin.display(description="name", ordering="name")
+    def name_said(self, policy: Policy) -> str:
+        """Its name as its page titles it: a draft's says it is one ("Budget reallocations
+        (draft)"), where the list showed it and the live policy it was made of under one name,
+        told apart only by their state."""
+        return str(policy)
 
     @admin.display(description="state")
     def state(self, policy: Policy) -> str:

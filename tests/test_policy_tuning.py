@@ -744,7 +744,9 @@ def test_the_policy_list_says_in_words_which_row_is_live_a_draft_or_retired(owne
     creatives.save()
     rows = policy_rows(owner)
     assert rows[policy.pk].startswith("Budget reallocations budget reallocation everything 0 Live")
-    assert rows[draft.pk].startswith("Budget reallocations budget reallocation everything 0 Draft")
+    assert rows[draft.pk].startswith(
+        "Budget reallocations (draft) budget reallocation everything 0 Draft"
+    )
     assert " Inactive " in rows[creatives.pk]
 
     promoted = owner.post(
@@ -1208,3 +1210,32 @@ def test_show_counts_counts_the_policies_in_each_state(owner):
         "All, retired drafts too (7)",
     ):
         assert choice in said, choice
+
+
+def test_the_policy_list_names_a_draft_as_its_page_does(owner):
+    # A draft and the live policy it was made of both read "Budget reallocations", told apart
+    # only by the State column; the draft's page is titled "Budget reallocations (draft)".
+    live = reallocations()
+    draft = Policy.objects.create(
+        name=live.name,
+        action_type=live.action_type,
+        is_draft=True,
+        draft_of=live,
+        auto_execute_max_magnitude=Decimal("0.2"),
+    )
+
+    listed = owner.get(reverse("admin:policies_policy_changelist"), {"state": "all"}).text
+    names = {
+        int(pk): html.unescape(name)
+        for pk, name in re.findall(
+            r'class="field-name_said"><a href="/admin/policies/policy/(\d+)/change/[^"]*">'
+            r"(.*?)</a>",
+            listed,
+        )
+    }
+    assert names[draft.pk] == "Budget reallocations (draft)"
+    assert names[live.pk] == "Budget reallocations"
+    page = owner.get(change_url(draft)).text
+    assert "Budget reallocations (draft)" in html.unescape(
+        re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    )
