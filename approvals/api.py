@@ -77,6 +77,7 @@ from hitlproject.longpoll import (
 )
 from hitlproject.schema import docstring_for_code_readers
 from hitlproject.validation import (
+    ListedChoiceField,
     PlainWholeNumber,
     ShownTextField,
     StrictFloatField,
@@ -673,7 +674,7 @@ class ProposalPage(serializers.Serializer):
 
 
 class ProposalListFilters(StrictQuery):
-    status = serializers.ChoiceField(choices=ProposalStatus.choices, required=False)
+    status = ListedChoiceField(choices=ProposalStatus.choices, required=False)
     # An action type no agent may propose is refused in a submission's words: an empty page
     # would say this agent proposed none of a type that does not exist.
     action_type = serializers.ChoiceField(
@@ -834,7 +835,7 @@ class ProposalBatchApi(IdempotentAPIView):
 
 class ProposalWaitQuery(StrictQuery):
     wait = wait_field()
-    status = serializers.ChoiceField(
+    status = ListedChoiceField(
         choices=ProposalStatus.choices,
         required=False,
         help_text=(

@@ -33,6 +33,7 @@ from hitlproject.longpoll import (
 )
 from hitlproject.validation import (
     FigureField,
+    ListedChoiceField,
     PlainWholeNumber,
     ShownTextField,
     StrictQuery,
@@ -66,7 +67,7 @@ class OutcomeInput(StrictSerializer):
     metrics = MetricsField(
         help_text='What was measured after the action, by name: {"conversions_7d": 118}.'
     )
-    effect = serializers.ChoiceField(
+    effect = ListedChoiceField(
         choices=OutcomeEffect.choices, required=False, allow_blank=True, default=""
     )
     note = ShownTextField(max_length=NOTE_MAX_LENGTH, required=False, allow_blank=True, default="")

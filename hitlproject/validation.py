@@ -20,6 +20,21 @@ MAX_JSON_DEPTH = 8
 MAX_SUPPORTING_DATA_BYTES = 64 * 1024
 
 
+class ListedChoiceField(serializers.ChoiceField):
+    """A choice an agent sends, refused naming the valid ones, as an unknown action type is
+    refused with the known ones: DRF's own said only “"positive" is not a valid choice.”,
+    and an agent had to read the schema to find improved, no_change and hurt."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        valid = ", ".join(str(value) for value in self.choices)
+        self.error_messages["invalid_choice"] = (
+            "“{input}” is not a valid choice. Valid choices: "
+            + valid.replace("{", "{{").replace("}", "}}")
+            + "."
+        )
+
+
 @docstring_for_code_readers
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know, instead of silently dropping them,

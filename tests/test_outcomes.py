@@ -117,6 +117,38 @@ def test_bad_figures_are_refused_and_change_nothing(optimizer, executed, body, f
     assert not Outcome.objects.exists()
 
 
+def test_an_effect_not_known_is_refused_naming_the_valid_ones(optimizer, executed, agent_client):
+    # It read “"positive" is not a valid choice.”: an agent had to find the valid values in
+    # the schema. Every choice an agent sends is refused so, as an unknown action type is.
+    response = optimizer.post(
+        outcome_url(executed), {"metrics": {"clicks": 1}, "effect": "positive"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["effect"] == [
+        "“positive” is not a valid choice. Valid choices: improved, no_change, hurt."
+    ]
+    assert not Outcome.objects.exists()
+    listed = agent_client("optimizer").get("/api/v1/proposals/", {"status": "done"})
+    assert listed.status_code == 400
+    assert listed.json()["status"][0].startswith(
+        "“done” is not a valid choice. Valid choices: submitted, pending_review, approved, "
+    )
+    paused = optimizer.post(
+        "/api/v1/proposals/",
+        {
+            "action_type": "status_change",
+            "account": "demo",
+            "payload": {"campaign": "brand-search", "status": "stopped"},
+            "rationale": "Pause it.",
+            "confidence": 0.9,
+        },
+        format="json",
+    )
+    assert paused.status_code == 400
+    assert "“stopped” is not a valid choice. Valid choices: active, paused." in paused.text
+
+
 def test_only_an_executed_proposal_of_the_agents_own_has_an_outcome(agent_client, executed):
     waiting = evaluated(bid_adjustment("2.60"))  # 30%: waits for review
     optimizer = agent_client("optimizer")

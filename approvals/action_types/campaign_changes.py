@@ -24,7 +24,7 @@ from approvals.action_types.base import (
     target_name,
 )
 from approvals.action_types.forms import ActionEditForm, MoneyField
-from hitlproject.validation import StrictSerializer, invalid_input
+from hitlproject.validation import ListedChoiceField, StrictSerializer, invalid_input
 from hitlproject.vocabulary import NOT_SET
 from ledger.models import (
     Account,
@@ -263,7 +263,7 @@ class BudgetReallocation(ActionType):
 
 class StatusChangePayload(StrictSerializer):
     campaign = CampaignRef()
-    status = serializers.ChoiceField(choices=CampaignStatus.choices)
+    status = ListedChoiceField(choices=CampaignStatus.choices)
 
 
 @register
@@ -327,7 +327,7 @@ class StatusChange(ActionType):
 
 
 class StrategyChanges(StrictSerializer):
-    bidding_strategy = serializers.ChoiceField(choices=BiddingStrategy.choices, required=False)
+    bidding_strategy = ListedChoiceField(choices=BiddingStrategy.choices, required=False)
     target_cpa = Money(required=False, help_text="Target cost per acquisition.")
     target_roas = PlainDecimal(max_digits=8, required=False, help_text="Target return on ad spend.")
 
