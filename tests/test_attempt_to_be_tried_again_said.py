@@ -10,7 +10,7 @@ import re
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Execution, Proposal, ProposalStatus
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from hitlproject.formats import console_time
@@ -70,7 +70,7 @@ def test_the_list_of_executions_filters_failed_attempts_by_what_came_of_them(cha
     assert proposal_execute(proposal_id=ended.pk).status == ProposalStatus.FAILED
     ids = {
         (execution.proposal_id, execution.attempt): execution.pk
-        for execution in waiting.executions.all().union(ended.executions.all())
+        for execution in Execution.objects.filter(proposal__in=[waiting, ended])
     }
     operator = login("operator")
 
