@@ -126,7 +126,8 @@ from approvals.services.decisions import (
 from approvals.services.expiry import proposals_expire_overdue_listed
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
-    HELD_BACK,
+    HELD_BACK_ANY,
+    HELD_BACK_BETWEEN,
     SEEN_SHAPE,
     guardrail_blocks_counting_approved,
     held_back_by,
@@ -205,6 +206,7 @@ from policies.models import KillSwitch, Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
     WHEN_HELD_BACK,
+    WHEN_HELD_BACK_BETWEEN,
     WHEN_ROUTED,
     brand_guideline_findings,
     engaged_kill_switches,
@@ -844,21 +846,24 @@ def _guardrail_findings(
     edited_out = _edited_out(proposal, recorded)
     # A switch that held it back as it was about to run (an approved proposal) found it then,
     # not as it was routed: its reasons say so ("Held back before executing: the kill switch…",
-    # or, recorded before, "…: The kill switch…").
+    # or, recorded before, "…: The kill switch…"; "Held back before its next attempt: …" after
+    # an attempt that got no sure answer).
     holds = [
         str(reason)
         for reason in proposal.verdict_reasons or ()
-        if str(reason).startswith(HELD_BACK)
+        if str(reason).startswith(HELD_BACK_ANY)
     ]
     said = []
     for finding in recorded:
         if finding in edited_out:
             said.append((f"{finding} {NOT_IN_THE_EDIT.format(agent=proposal.agent)}", False))
             continue
-        held = any(held_back_by(hold, finding) for hold in holds)
-        now = kill_switch_finding_now(
-            finding, engaged_now, when=WHEN_HELD_BACK if held else WHEN_ROUTED
-        )
+        held = [hold for hold in holds if held_back_by(hold, finding)]
+        when = WHEN_ROUTED
+        if held:
+            between = held[0].startswith(HELD_BACK_BETWEEN)  # the latest hold naming it
+            when = WHEN_HELD_BACK_BETWEEN if between else WHEN_HELD_BACK
+        now = kill_switch_finding_now(finding, engaged_now, when=when)
         said.append((now, now == finding))
     return said
 
@@ -925,10 +930,10 @@ def _reasons_now(proposal: Proposal, reasons) -> list[str]:
     said = []
     for reason in reasons or ():
         reason = named.get(str(reason), reason)
-        if str(reason).startswith((KILL_SWITCH_FINDING, HELD_BACK)):
+        if str(reason).startswith((KILL_SWITCH_FINDING, *HELD_BACK_ANY)):
             if engaged_now is None:
                 engaged_now = _kill_switches_named_now(proposal)
-            if str(reason).startswith(HELD_BACK):
+            if str(reason).startswith(HELD_BACK_ANY):
                 waits = proposal.status == ProposalStatus.PENDING_REVIEW
                 reason = held_back_reason_now(str(reason), engaged_now, waits=waits)
             else:

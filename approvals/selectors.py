@@ -48,12 +48,13 @@ from approvals.models import (
 from approvals.services.acts import FigureAhead
 from approvals.services.lifecycle import by_a_reviewer
 from approvals.services.proposals import (
-    HELD_BACK,
+    HELD_BACK_ANY,
     NOTES,
     campaigns_as_recorded,
     campaigns_for,
     hard_ceilings_lowered_since,
     hard_ceilings_refuse,
+    held_back_after_attempts,
     held_back_by,
 )
 from audit.actors import changed_by
@@ -2344,6 +2345,10 @@ class SentToPerson:
     # Routed: the other rules its verdict found holding it (their labels, "the cumulative
     # ceiling"), which would have sent it to a person without the switch.
     also_held_by: tuple[str, ...] = ()
+    # Held back between two attempts, after one sent to the channel got no answer that says
+    # whether the channel carried it out ("Held back before its next attempt:"): not before
+    # it ran, as far as anyone knows.
+    after_attempts: bool = False
 
 
 def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
@@ -2378,8 +2383,15 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
             "verdict_held_by",
         ):
             reason = record["history_change_reason"] or ""
-            if reason.startswith(HELD_BACK) and any(held_back_by(reason, n) for n in names):
-                sent.append(SentToPerson(record["id"], record["history_date"], held_back=True))
+            if reason.startswith(HELD_BACK_ANY) and any(held_back_by(reason, n) for n in names):
+                sent.append(
+                    SentToPerson(
+                        record["id"],
+                        record["history_date"],
+                        held_back=True,
+                        after_attempts=held_back_after_attempts(reason),
+                    )
+                )
                 continue
             if record["id"] in routed_ids or not _names_switch(record["guardrail_findings"], names):
                 continue
@@ -2408,6 +2420,9 @@ class LeftBySwitch:
     waiting: tuple[int, ...]
     # Of all it ever sent to a person (its proposal list's ``?kill_switch=``), how many wait.
     waiting_ever: int = 0
+    # Of ``held``, those it held back between two attempts, after one sent to the channel got
+    # no answer that says whether the channel carried it out: they may have run.
+    held_after_attempts: frozenset[int] = frozenset()
 
     @property
     def sent(self) -> int:
@@ -2424,9 +2439,16 @@ class LeftBySwitch:
         if not self.sent:
             return "While it was engaged, it sent no proposal to a person."
         ways = []
-        if self.held:
+        before = self.held - self.held_after_attempts
+        if before:
             ways.append(
-                f"{len(self.held)} held back before {'it' if len(self.held) == 1 else 'they'} ran"
+                f"{len(before)} held back before {'it' if len(before) == 1 else 'they'} ran"
+            )
+        if self.held_after_attempts:
+            after = len(self.held_after_attempts)
+            ways.append(
+                f"{after} held back after an attempt sent to the channel got no answer that "
+                f"says whether the channel carried {'it' if after == 1 else 'them'} out"
             )
         if self.routed:
             ways.append(
@@ -2434,7 +2456,7 @@ class LeftBySwitch:
             )
         return (
             f"While it was engaged, it sent {how_many(self.sent, 'proposal')} to a person "
-            f"({' and '.join(ways)})."
+            f"({and_joined(ways)})."
         )
 
 
@@ -2448,6 +2470,9 @@ def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:
     ever = proposals_sent_by_kill_switch(switch)
     sent = [each for each in ever if each.at >= since]
     held = frozenset(each.proposal_id for each in sent if each.held_back)
+    # One held back both ways in the run (before it ran, then after an attempt, approved
+    # again meanwhile) is said as the one that may have run.
+    after_attempts = frozenset(each.proposal_id for each in sent if each.after_attempts)
     routed = frozenset(each.proposal_id for each in sent if not each.held_back) - held
     waiting = set(
         Proposal.objects.filter(
@@ -2455,7 +2480,11 @@ def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:
         ).values_list("pk", flat=True)
     )
     return LeftBySwitch(
-        held, routed, tuple(sorted(waiting & (held | routed))), waiting_ever=len(waiting)
+        held,
+        routed,
+        tuple(sorted(waiting & (held | routed))),
+        waiting_ever=len(waiting),
+        held_after_attempts=after_attempts,
     )
 
 

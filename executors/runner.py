@@ -441,10 +441,16 @@ def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> d
     return found
 
 
-def _held_back_changes(proposal: Proposal, holding: Sequence[KillSwitch]) -> tuple[str, dict]:
+def _held_back_changes(
+    proposal: Proposal, holding: Sequence[KillSwitch], sent: ExecutionRound | None
+) -> tuple[str, dict]:
     """Why the kill switches ``holding`` send the proposal back to a person, and what that
-    changes of it: their findings its reason, in its verdict reasons and findings."""
-    reason = held_back_reason(" ".join(map(kill_switch_reason, holding)))
+    changes of it: their findings its reason, in its verdict reasons and findings, with the
+    attempts of ``sent`` (the round the hold interrupts, or the held round a person's approval
+    resumes) that got no sure answer: it may have run, and is not said to be held back before
+    it did."""
+    unsure = [number for number, _ in _unsure_answers(proposal, sent)] if sent else []
+    reason = held_back_reason(" ".join(map(kill_switch_reason, holding)), unsure)
     return reason, {
         "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
         "guardrail_findings": _findings_with_holds(proposal, holding),
@@ -456,7 +462,8 @@ def _held_back_changes(proposal: Proposal, holding: Sequence[KillSwitch]) -> tup
 def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) -> Proposal:
     """The proposal sent back to a person because the kill switches ``holding`` hold it
     (``_kill_switch_hold``), their findings its reason."""
-    reason, changes = _held_back_changes(proposal, holding)
+    sent = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
+    reason, changes = _held_back_changes(proposal, holding, sent or _held_round(proposal))
     return _sent_back(proposal, actor, reason, changes)
 
 
@@ -465,19 +472,25 @@ def _all_held_back(holds: Sequence[tuple[Proposal, list[KillSwitch]]], actor: Ac
     together: the rounds they interrupt held in one UPDATE, the proposals moved alike (held
     by the same switches) in one transition each, with a history record for every one, and
     their agents told once."""
-    executing = [p.pk for p, _ in holds if p.status == ProposalStatus.EXECUTING]
-    current: dict[int, int] = {}
-    for proposal_id, round_id in (
-        ExecutionRound.objects.filter(proposal_id__in=executing)
-        .order_by("proposal_id", "-first_attempt")
-        .values_list("proposal_id", "pk")
-    ):
-        current.setdefault(proposal_id, round_id)
-    if current:
-        ExecutionRound.objects.filter(pk__in=current.values()).update(held=True, lease_until=None)
+    # Each one's last round: the one a hold interrupts (executing), or a held one a person's
+    # approval resumes (as ``_held_round``), whose attempts sent before the hold it names.
+    last: dict[int, ExecutionRound] = {}
+    for round_ in ExecutionRound.objects.filter(
+        proposal_id__in=[proposal.pk for proposal, _ in holds]
+    ).order_by("proposal_id", "-first_attempt"):
+        last.setdefault(round_.proposal_id, round_)
+    sent = {
+        proposal.pk: last[proposal.pk]
+        for proposal, _ in holds
+        if proposal.pk in last
+        and (proposal.status == ProposalStatus.EXECUTING or last[proposal.pk].held)
+    }
+    interrupted = [round_.pk for round_ in sent.values() if not round_.held]
+    if interrupted:
+        ExecutionRound.objects.filter(pk__in=interrupted).update(held=True, lease_until=None)
     alike: dict[str, list[Proposal]] = defaultdict(list)
     for proposal, holding in holds:
-        reason, changes = _held_back_changes(proposal, holding)
+        reason, changes = _held_back_changes(proposal, holding, sent.get(proposal.pk))
         for name, value in changes.items():
             setattr(proposal, name, value)
         alike[reason].append(proposal)

@@ -28,7 +28,8 @@ class FeedbackKind(models.TextChoices):
     SENT_TO_RUN_AGAIN = "sent_to_run_again", "Sent to run again by a reviewer"
     EXECUTED = "executed", "Executed after it was sent to run again"
     OUTCOME = "outcome", "Outcome reported"
-    SENT_BACK = "sent_back", "Sent back to a person before it ran"
+    # Not "before it ran": one held back between two attempts may have run (its note says).
+    SENT_BACK = "sent_back", "Sent back to a person"
 
 
 class OutcomeEffect(models.TextChoices):
@@ -125,7 +126,8 @@ class CallbackEventType(models.TextChoices):
     FAILED = "proposal.failed", "Execution failed"
     SUPERSEDED = "proposal.superseded", "Superseded"
     WITHDRAWN = "proposal.withdrawn", "Withdrawn by a reviewer"
-    SENT_BACK = "proposal.sent_back", "Sent back to a person before it ran"
+    # Not "before it ran": one held back between two attempts may have run (its reason says).
+    SENT_BACK = "proposal.sent_back", "Sent back to a person"
 
 
 class DeliveryStatus(models.TextChoices):

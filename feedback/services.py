@@ -16,6 +16,7 @@ from approvals.models import (
 from approvals.selectors import decision_did, decision_said, review_window_ran_out, was_retried
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock
+from approvals.services.proposals import held_back_after_attempts
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import (
@@ -262,18 +263,40 @@ def feedback_record_retries(*, proposals: Sequence[Proposal], actor: Actor) -> l
 
 
 def feedback_record_sent_back(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
-    """Approved proposals sent back to a person before they ran (a kill switch held them
-    back, a re-assessment re-routed them): their agents, told they were approved, learn that
-    a person must approve them again, and why, in the words their history has ("Held back
-    before executing: the kill switch on account demo is engaged: … A person must approve it
-    again."); the decision that follows comes as any other. Written last in the caller's
+    """Approved proposals sent back to a person (a kill switch held them back, a
+    re-assessment re-routed them), before they ran or between two attempts: their agents,
+    told they were approved, learn that a person must approve them again, and why, in the
+    words their history has ("Held back before executing: the kill switch on account demo is
+    engaged: … A person must approve it again.", or, after an attempt that got no sure
+    answer, "Held back before its next attempt: … Attempt 1 was sent to the channel and got
+    no answer that says whether the channel carried it out: it may have been carried out
+    there. …"); the decision that follows comes as any other. Written last in the caller's
     transaction (``_in_commit_order``)."""
-    return _each_told(
-        FeedbackKind.SENT_BACK,
-        [(proposal, proposal._said_to_agent) for proposal in proposals],
+    return _written(
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.SENT_BACK,
+                note=proposal._said_to_agent,
+            )
+            for proposal in proposals
+        ],
         actor=actor,
-        why="sent back to a person before it ran",
+        why=lambda item: _sent_back_said(item.note),
     )
+
+
+def _sent_back_said(reason: str) -> str:
+    """Why a ``sent_back`` record was written, as its history says it: before it ran, or,
+    held back after an attempt sent to the channel got no sure answer ("Held back before its
+    next attempt: …"), after that attempt, which may have carried it out."""
+    if held_back_after_attempts(reason):
+        return (
+            "sent back to a person after an attempt sent to the channel got no answer that "
+            "says whether the channel carried it out"
+        )
+    return "sent back to a person before it ran"
 
 
 def feedback_record_executions(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:

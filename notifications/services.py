@@ -65,6 +65,7 @@ from approvals.services.proposals import (
     campaigns_as_recorded,
     guardrail_blocks_counting_approved,
     guardrail_campaigns,
+    held_back_after_attempts,
 )
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
@@ -399,7 +400,7 @@ def _moves_ahead_about(
                 if sets != bool(action_types.named(mover.action_type).drawn_from(mover.payload))
             ]
             if these:
-                moves = and_joined([f"#{m.pk} {_moved_said(status_of[m.pk])}" for m in these])
+                moves = and_joined([f"#{m.pk} {_moved_said(status_of[m.pk], m)}" for m in these])
                 how = "setting" if sets else "drawing on"
                 said.append(
                     f"{moves}, {how} {campaign}'s {campaign_field_label(name)}"
@@ -408,8 +409,11 @@ def _moves_ahead_about(
     return "; ".join(said)
 
 
-def _moved_said(status: str) -> str:
+def _moved_said(status: str, mover: Proposal) -> str:
     if status == S.PENDING_REVIEW:
+        # Held back between two attempts, after one that got no sure answer: it may have run.
+        if held_back_after_attempts(str((mover.verdict_reasons or [""])[0])):
+            return "sent back to a person after an attempt that got no sure answer"
         return "sent back to a person before it ran"
     if status == S.FAILED:
         return "failed"

@@ -461,9 +461,12 @@ _ENGAGED = " is engaged: "
 
 
 # When a switch's finding was recorded with a proposal: as it was routed, or as it was about
-# to run and the switch held it back (its reasons then begin "Held back before executing:").
+# to run and the switch held it back (its reasons then begin "Held back before executing:"),
+# or between two attempts, after one sent to the channel got no sure answer ("Held back
+# before its next attempt:": it may have run).
 WHEN_ROUTED = "when it was routed"
 WHEN_HELD_BACK = "when it was held back before executing"
+WHEN_HELD_BACK_BETWEEN = "when it was held back before its next attempt"
 
 
 def kill_switch_reason_released(

@@ -51,6 +51,12 @@ HELD = (
     f"Held back before executing: the kill switch on account demo is engaged: {OUTAGE} "
     "A person must approve it again."
 )
+# Held back between two attempts, after attempt 1 got no sure answer (a 503): it may have run.
+HELD_AFTER_ATTEMPT_1 = (
+    f"Held back before its next attempt: the kill switch on account demo is engaged: {OUTAGE} "
+    f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}: it may have been carried out "
+    "there. A person must approve it again."
+)
 
 
 def engage(scope: str = "account") -> KillSwitch:
@@ -118,7 +124,7 @@ def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_
     held = proposal_execute(proposal_id=proposal.pk)
 
     assert held.status == ProposalStatus.PENDING_REVIEW
-    assert held.verdict_reasons[0] == HELD
+    assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
     assert [(e.status, e.error) for e in held.executions.all()] == [
         ("failed", "the endpoint answered HTTP 503")
@@ -130,7 +136,7 @@ def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_
     assert (record.status, record.history_actor, record.history_change_reason) == (
         "pending_review",
         "executor",
-        HELD,
+        HELD_AFTER_ATTEMPT_1,
     )
     # Waiting for a person, it goes nowhere, however often a stale task comes.
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
@@ -154,7 +160,7 @@ def test_a_switch_engaged_while_the_worker_retries_stops_the_retry(channel):
     wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "pending_review")
 
     held = Proposal.objects.get(pk=proposal.pk)
-    assert held.verdict_reasons[0] == HELD
+    assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
     assert [e.status for e in held.executions.all()] == ["failed"]
 
@@ -949,11 +955,11 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
 
     page = owner.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert status_line(page).startswith("Pending review · 0 of 1 approval"), status_line(page)
-    assert HELD in html.unescape(page.text)
+    assert HELD_AFTER_ATTEMPT_1 in html.unescape(page.text)
     optimizer = agent_client("optimizer")
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert answer["status"] == "pending_review"
-    assert answer["verdict"]["reasons"][0] == HELD
+    assert answer["verdict"]["reasons"][0] == HELD_AFTER_ATTEMPT_1
     waiting, listed_ids = counted_and_listed(login("operator"), "queue-depth")
     assert (waiting, listed_ids) == (1, [proposal.pk])
     assert (
@@ -963,7 +969,7 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
     # Its agent, told it was approved, is told it went back to a person, and why.
     feedback = optimizer.get("/api/v1/feedback/").json()["results"]
     assert [(f["kind"], f["note"]) for f in feedback if f["proposal"] == proposal.pk] == [
-        ("sent_back", HELD)
+        ("sent_back", HELD_AFTER_ATTEMPT_1)
     ]
     wait_until(lambda: len(told.received) >= 2)
     events = [json.loads(request["body"]) for request in told.received]
@@ -971,7 +977,7 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
         ("proposal.approved", "approved"),
         ("proposal.sent_back", "pending_review"),
     ]
-    assert events[1]["reason"] == HELD
+    assert events[1]["reason"] == HELD_AFTER_ATTEMPT_1
     # Nothing more went to the channel; the round is held, its request kept for a person.
     held_round = ExecutionRound.objects.get(proposal=proposal)
     assert held_round.held and held_round.lease_until is None
@@ -1069,7 +1075,7 @@ def test_a_switch_engaged_while_a_request_is_at_the_channel_holds_it_once_the_ch
         "and goes back to a person if the channel answers that it may be tried again."
     ) in said, said
     held = Proposal.objects.get(pk=proposal.pk)
-    assert held.verdict_reasons[0] == HELD
+    assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1
     assert [e.status for e in held.executions.all()] == ["failed"]
     assert len(endpoint.received) == 1
     assert ExecutionRound.objects.get(proposal=proposal).held

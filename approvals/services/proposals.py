@@ -49,7 +49,13 @@ from audit.history import rows_numbered
 from hitlproject.errors import Busy, Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
-from hitlproject.vocabulary import UNDER_WAY_STATUSES, HardCeilingFinding, how_many
+from hitlproject.vocabulary import (
+    NO_SURE_ANSWER,
+    UNDER_WAY_STATUSES,
+    HardCeilingFinding,
+    attempt_numbers,
+    how_many,
+)
 from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
 from policies.engine import Facts, Rule, Verdict, evaluate, factor_from_text, factor_text
@@ -1161,23 +1167,58 @@ def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
 
 # How the reasons of a proposal sent back to a person before it ran begin (executors.runner).
 HELD_BACK = "Held back before executing:"
+# How those of one a kill switch held back between attempts begin, after an attempt sent to
+# the channel got no answer that says whether the channel carried it out: it may have run, so
+# not "before executing" (``held_back_reason``).
+HELD_BACK_BETWEEN = "Held back before its next attempt:"
+HELD_BACK_ANY = (HELD_BACK, HELD_BACK_BETWEEN)
 RE_ROUTED = "Re-routed to a person before executing:"
-SENT_BACK = (HELD_BACK, RE_ROUTED)
+SENT_BACK = (*HELD_BACK_ANY, RE_ROUTED)
+# What a held-back reason says, before a person must approve it again, of the attempts sent
+# before the hold that got no sure answer ("Attempt 1 was sent to the channel and got no
+# answer that says whether the channel carried it out: it may have been carried out there.").
+_SENT_UNSURE = re.compile(
+    r" (Attempts? [0-9–, and]+ (?:was|were) sent to the channel and "
+    + re.escape(NO_SURE_ANSWER)
+    + r": (?:it|each) may have been carried out there\.)$"
+)
 
 
-def held_back_reason(held: str) -> str:
+def held_back_reason(held: str, unsure: Sequence[int] = ()) -> str:
     """The reason of a proposal a kill switch held back as it was about to run: "Held back
     before executing: the kill switch on account demo is engaged: … A person must approve it
     again." (``held``: the switches' findings, each a sentence; the first goes on the line's
     own sentence, lower-cased: recorded before, it kept its capital, "…executing: The kill
-    switch…", and stays so recorded)."""
-    return f"{HELD_BACK} {held[:1].lower()}{held[1:]} A person must approve it again."
+    switch…", and stays so recorded). ``unsure``: the numbers of the attempts sent to the
+    channel before the hold that got no answer that says whether the channel carried it out:
+    it was held before its next attempt, not before it ran, and they are named ("…is engaged:
+    … Attempt 1 was sent to the channel and got no answer that says whether the channel
+    carried it out: it may have been carried out there. A person must approve it again.")."""
+    lowered = f"{held[:1].lower()}{held[1:]}"
+    if not unsure:
+        return f"{HELD_BACK} {lowered}{_APPROVE_AGAIN}"
+    return f"{HELD_BACK_BETWEEN} {lowered} {_sent_unsure_said(unsure)}{_APPROVE_AGAIN}"
+
+
+def _sent_unsure_said(unsure: Sequence[int]) -> str:
+    were, each = ("was", "it") if len(unsure) == 1 else ("were", "each")
+    return (
+        f"{attempt_numbers(unsure)} {were} sent to the channel and {NO_SURE_ANSWER}: {each} may "
+        "have been carried out there."
+    )
+
+
+def held_back_after_attempts(reason: str) -> bool:
+    """Whether a reason says a kill switch held the proposal back after an attempt sent to
+    the channel got no sure answer (``held_back_reason`` with ``unsure``): it may have run."""
+    return reason.startswith(HELD_BACK_BETWEEN)
 
 
 def held_back_by(reason: str, finding: str) -> bool:
     """Whether a held-back reason (``held_back_reason``, as recorded now or before) names a
     kill switch's finding: anywhere, or first, its capital lowered."""
-    return finding in reason or f"{HELD_BACK} {finding[:1].lower()}{finding[1:]}" in reason
+    lowered = f"{finding[:1].lower()}{finding[1:]}"
+    return finding in reason or any(f"{said} {lowered}" in reason for said in HELD_BACK_ANY)
 
 
 _APPROVE_AGAIN = " A person must approve it again."
@@ -1191,16 +1232,22 @@ def held_back_reason_now(reason: str, engaged_now: Collection[str], *, waits: bo
     the proposal's account now, as ``kill_switches_named_over`` names them) reads as engaged
     then and released since, as a finding recorded when it was routed does
     (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person,
-    that a person had to approve it again, not that one must. Any other reason, as recorded."""
-    if not reason.startswith(HELD_BACK) or not reason.endswith(_APPROVE_AGAIN):
+    that a person had to approve it again, not that one must. What it says of the attempts
+    sent before the hold stays as recorded. Any other reason, as recorded."""
+    if not reason.startswith(HELD_BACK_ANY) or not reason.endswith(_APPROVE_AGAIN):
         return reason
-    held = reason.removeprefix(HELD_BACK).removesuffix(_APPROVE_AGAIN).strip()
+    begins = HELD_BACK_BETWEEN if reason.startswith(HELD_BACK_BETWEEN) else HELD_BACK
+    held = reason.removeprefix(begins).removesuffix(_APPROVE_AGAIN).strip()
+    sent = _SENT_UNSURE.search(held) if begins == HELD_BACK_BETWEEN else None
+    if sent is not None:
+        held = held[: sent.start()]
     findings = re.split(f" (?={KILL_SWITCH_FINDING})", f"{held[:1].upper()}{held[1:]}")
     now = " ".join(
         kill_switch_finding_now(finding, engaged_now, when=_WHEN_IT_HELD) for finding in findings
     )
     again = _APPROVE_AGAIN if waits else " A person had to approve it again."
-    return f"{HELD_BACK} {now[:1].lower()}{now[1:]}{again}"
+    unsure = f" {sent.group(1)}" if sent is not None else ""
+    return f"{begins} {now[:1].lower()}{now[1:]}{unsure}{again}"
 
 
 # How the reason of an approved proposal re-assessed as it was about to run begins (its

@@ -1,0 +1,236 @@
+"""A kill switch that holds an approved proposal back after an attempt was sent to its channel
+and got no answer that says whether the channel carried it out (a timeout, a 503, a lost
+connection) sends it back to a person, and every record says so: not "before it ran" (its
+reason, its history, its agent's feedback and callback, the switch's release), which said the
+action never ran when the channel may have carried it out. One held while queued, before any
+attempt went, still reads "before it ran"."""
+
+import html
+import re
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+from hitl_client import Proposal as ClientProposal
+from hitl_client._tools import sent_back_told
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import left_by_kill_switch
+from approvals.services.decisions import proposal_approve
+from executors import webhook
+from executors.models import ExecutionRound
+from executors.runner import proposal_execute
+from feedback.models import CallbackEvent, Feedback, FeedbackKind
+from hitlproject.vocabulary import NO_SURE_ANSWER
+from ledger.models import Account
+from policies.models import KillSwitch
+from tests.conftest import HANG_UP, Receiver, bid_adjustment
+from tests.factories import evaluated
+
+OUTAGE = "Tracking outage: nothing runs unseen."
+FINDING = f"the kill switch on account demo is engaged: {OUTAGE}"
+BEFORE_IT_RAN = f"Held back before executing: {FINDING} A person must approve it again."
+
+
+def after_attempt_1(numbers: str = "Attempt 1", was: str = "was", each: str = "it") -> str:
+    return (
+        f"Held back before its next attempt: {FINDING} {numbers} {was} sent to the channel and "
+        f"{NO_SURE_ANSWER}: {each} may have been carried out there. A person must approve it "
+        "again."
+    )
+
+
+def engage() -> KillSwitch:
+    return KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+
+
+def next_attempt_due(proposal: Proposal) -> None:
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+
+
+def keys(endpoint: Receiver) -> list[str]:
+    return [request["headers"]["Idempotency-Key"] for request in endpoint.received]
+
+
+def page_text(client, proposal: Proposal) -> str:
+    client.force_login(get_user_model().objects.get(username="operator"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page.text)))
+
+
+def told_the_agent(proposal: Proposal) -> tuple[list, list]:
+    feedback = [
+        (
+            f.kind,
+            f.get_kind_display(),
+            f.note,
+            f.history.earliest("history_id").history_change_reason,
+        )
+        for f in Feedback.objects.filter(proposal=proposal, kind=FeedbackKind.SENT_BACK)
+    ]
+    events = [
+        (e.type, e.get_type_display(), e.body["reason"])
+        for e in CallbackEvent.objects.filter(proposal=proposal, type="proposal.sent_back")
+    ]
+    return feedback, events
+
+
+def test_a_503_then_a_switch_before_the_retry_says_the_attempt_may_have_run(
+    channel, callback_endpoint, client, optimizer
+):
+    """Attempt 1 got a 503 (the channel may have carried it out); a switch engaged before the
+    retry sends it back to a person. Every record said "Held back before executing", the
+    agent's feedback "Sent back to a person before it ran"."""
+    callback_endpoint(200)
+    endpoint = channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))  # the policy engine lets it run
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    said = after_attempt_1()
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0] == said
+    assert held.history.latest("history_id").history_change_reason == said
+    note = "feedback for its agent: sent back to a person after an attempt sent to the channel "
+    note += "got no answer that says whether the channel carried it out"
+    assert told_the_agent(held) == (
+        [("sent_back", "Sent back to a person", said, note)],
+        [("proposal.sent_back", "Sent back to a person", said)],
+    )
+    text = page_text(client, held)
+    assert said in text and "before executing" not in text
+    # The switch's release counts it as held back after such an attempt, not before it ran.
+    assert left_by_kill_switch(switch).sent_said() == (
+        "While it was engaged, it sent 1 proposal to a person (1 held back after an attempt "
+        "sent to the channel got no answer that says whether the channel carried it out)."
+    )
+    # The agent's adapters say so too, not "before it ran".
+    answer = optimizer.get(f"/api/v1/proposals/{held.pk}/")
+    assert answer.json()["execution"]["carried_out"] == "unknown"
+    told = sent_back_told(ClientProposal.from_api(answer.json()))
+    assert told == f"It was approved to run, then sent back to a person: {said}"
+
+    # Approved again, it resends the same request, key and all: nothing ran twice.
+    proposal_approve(
+        proposal_id=held.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    assert proposal_execute(proposal_id=held.pk).status == ProposalStatus.EXECUTED
+    assert keys(endpoint) == [f"hitl-proposal-{held.pk}-1"] * 2
+
+
+def test_a_hanging_endpoint_and_a_switch_engaged_meanwhile_say_the_attempt_may_have_run(
+    channel, settings, monkeypatch, client
+):
+    """The walk: the endpoint hangs; a kill switch is engaged while the request waits there;
+    the attempt times out and the proposal goes back to a person. It read "Held back before
+    executing", while the same page said an attempt may have carried it out."""
+    settings.OUTBOUND_DEADLINE = 1
+    answer = threading.Event()  # never set: the endpoint answers after 2 s, past the deadline
+    endpoint = Receiver(200, hold=answer)
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    sent = webhook.send_signed
+
+    def engaged_while_it_hangs(*args, **kwargs):
+        engage()  # by a policy owner, while the request is at the endpoint
+        return sent(*args, **kwargs)
+
+    monkeypatch.setattr(webhook, "send_signed", engaged_while_it_hangs)
+    try:
+        proposal = evaluated(bid_adjustment("2.12"))
+        held = proposal_execute(proposal_id=proposal.pk)
+    finally:
+        answer.set()
+        endpoint.close()
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    attempt = held.executions.get()
+    assert (attempt.error, attempt.unanswered) == (
+        "the endpoint timed out: no answer within 1 s",
+        True,
+    )
+    said = after_attempt_1()
+    assert held.verdict_reasons[0] == said
+    assert keys(endpoint) == [f"hitl-proposal-{held.pk}-1"]
+    assert said in page_text(client, held)
+
+
+def test_two_attempts_without_an_answer_are_both_named(channel, client):
+    """A connection lost, then a 503: both may have been carried out."""
+    channel(HANG_UP, 503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    next_attempt_due(proposal)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    engage()
+    next_attempt_due(proposal)
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.verdict_reasons[0] == after_attempt_1("Attempts 1–2", "were", "each")
+
+
+def test_a_429_then_a_switch_still_reads_before_it_ran(channel):
+    """The channel answered that attempt 1 was not carried out (429): held before it ran."""
+    channel(429, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.verdict_reasons[0] == BEFORE_IT_RAN
+    assert told_the_agent(held)[0][0][:3] == ("sent_back", "Sent back to a person", BEFORE_IT_RAN)
+    assert left_by_kill_switch(switch).sent_said() == (
+        "While it was engaged, it sent 1 proposal to a person (1 held back before it ran)."
+    )
+
+
+def test_one_held_while_queued_reads_before_it_ran(demo_world):
+    proposal = evaluated(bid_adjustment("2.12"))
+    switch = engage()
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.verdict_reasons[0] == BEFORE_IT_RAN
+    assert not held.executions.exists()
+    assert told_the_agent(held)[0][0][:3] == ("sent_back", "Sent back to a person", BEFORE_IT_RAN)
+    assert left_by_kill_switch(switch).sent_said() == (
+        "While it was engaged, it sent 1 proposal to a person (1 held back before it ran)."
+    )
+
+
+@pytest.mark.parametrize("waits", [True, False])
+def test_a_switch_released_since_reads_engaged_then_and_keeps_the_attempt(channel, client, waits):
+    channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+    held = proposal_execute(proposal_id=proposal.pk)
+    switch.engaged = False
+    switch.save()
+    if not waits:
+        proposal_approve(
+            proposal_id=held.pk, reviewer=get_user_model().objects.get(username="operator")
+        )
+        assert proposal_execute(proposal_id=held.pk).status == ProposalStatus.EXECUTED
+
+    text = page_text(client, held)
+
+    must = "must" if waits else "had to"
+    assert (
+        "Held back before its next attempt: the kill switch on account demo was engaged then"
+    ) in text
+    assert (
+        f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}: it may have been carried out "
+        f"there. A person {must} approve it again."
+    ) in text
