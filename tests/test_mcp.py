@@ -893,15 +893,18 @@ def test_mcp_an_approved_action_a_kill_switch_sent_back_is_told_so_until_a_perso
     tools, proposed, waiting, final = run_agent(
         web_server, demo_world["agents"]["optimizer"], agent
     )
-    assert "go back to a person before it runs" in tools["propose_action"]
+    assert (
+        "go back to a person, held by a kill switch before it runs or between two "
+        in (tools["propose_action"])
+    )
     assert "pending_review again" in tools["wait_for_decision"]
     assert proposed["status"] == "approved" and proposed["final"] is False
     assert waiting["status"] == "pending_review" and waiting["final"] is False
     assert waiting["next_step"] == (
-        "It was approved to run, then sent back to a person before it ran: Held back before "
-        "executing: the kill switch on account demo is engaged: An outage. A person must "
-        "approve it again. An attempt sent to the channel before then got no answer that says "
-        "whether the channel carried it out, though: it may have been. Waiting for a human "
+        "It was approved to run, then sent back to a person: Held back before its next "
+        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was sent "
+        "to the channel and got no answer that says whether the channel carried it out: it "
+        "may have been carried out there. A person must approve it again. Waiting for a human "
         f"reviewer. Call wait_for_decision. It expires at {waiting['expires_at']} unless a "
         "person decides it first."
     )

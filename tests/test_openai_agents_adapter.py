@@ -511,16 +511,16 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
     seen = model.told()
     assert seen["status"] == "pending_review" and seen["executed"] is False
     assert "waits for a human decision" in seen["message"]
+    # Its first request went to the endpoint, which answered 503: it may have been done, and
+    # it is not said to have gone back to a person before it ran.
     assert (
-        "Held back before executing: the kill switch on account demo is engaged: An outage."
-        in seen["message"]
+        "It was approved to run, then sent back to a person: Held back before its next "
+        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was sent to "
+        "the channel and got no answer that says whether the channel carried it out: it may "
+        "have been carried out there. A person must approve it again." in seen["message"]
     )
-    # Its first request went to the endpoint, which answered 503: it may have been done.
+    assert "before it ran" not in seen["message"]
     assert len(endpoint.received) == 1
-    assert (
-        "An attempt sent to the channel before then got no answer that says whether the "
-        "channel carried it out, though: it may have been." in seen["message"]
-    )
     assert result.final_output == "Done."
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
 

@@ -299,6 +299,18 @@ _SENT_BEFORE = {
 }
 
 
+#: The same, of one sent back to a person after that attempt (``sent_back_told``).
+_SENT_BEFORE_SENT_BACK = {
+    "partly": "An attempt sent to the channel before then carried out part of it.",
+    "unknown": (
+        "An attempt sent to the channel before then got no answer that says whether the "
+        "channel carried it out: it may have been."
+    ),
+}
+#: How the platform says an attempt got no sure answer (``execution.carried_out`` unknown).
+_NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+
+
 #: What an earlier attempt did on the channel, for a proposal that may still execute and was
 #: not sent back to a person (``sent_back_told`` says it of one that was, after saying so).
 #: "An attempt sent to the channel before then" had been said with no "then" before it.
@@ -325,10 +337,12 @@ def back_with_a_person(proposal: Proposal) -> bool:
 def sent_back_told(proposal: Proposal) -> str:
     """For a proposal waiting for a person that had been approved to run (policy let it run,
     its approvals were in, or an attempt was sent), the sentences that tell the model it was
-    sent back to a person before it ran (a kill switch held it, a re-assessment re-routed it),
-    why (its reasons the routing did not give: "Held back before executing: …"), and what an
-    attempt sent before then did on the channel, if it may have carried it out; "" otherwise.
-    It had read "Waiting for a human reviewer." alone, beside an ``auto_approve`` verdict."""
+    sent back to a person (a kill switch held it, a re-assessment re-routed it), before it
+    ran, or, where an attempt sent before then may have carried it out, after that attempt,
+    and why (its reasons the routing did not give: "Held back before executing: …", "Held back
+    before its next attempt: …"); "" otherwise. It had read "Waiting for a human reviewer."
+    alone, beside an ``auto_approve`` verdict; and "before it ran" of one an attempt that got
+    no sure answer may have carried out."""
     verdict = proposal.verdict
     if proposal.status != Status.PENDING_REVIEW or verdict is None:
         return ""
@@ -346,10 +360,18 @@ def sent_back_told(proposal: Proposal) -> str:
         return ""
     routed = [str(reason) for reason in verdict.routed_reasons or []]
     why = [str(reason) for reason in verdict.reasons if str(reason) not in routed]
-    said = "It was approved to run, then sent back to a person before it ran"
+    carried_out = _carried_out(proposal) or ""
+    if carried_out not in _SENT_BEFORE:
+        said = "It was approved to run, then sent back to a person before it ran"
+        return said + (f": {' '.join(why)}" if why and routed else ".")
+    # An attempt sent to the channel may have carried it out: not "before it ran". Where the
+    # platform's reason says so itself ("Held back before its next attempt: … Attempt 1 was
+    # sent to the channel and got no answer …"), it is not said twice.
+    said = "It was approved to run, then sent back to a person"
     said += f": {' '.join(why)}" if why and routed else "."
-    sent_before = _SENT_BEFORE.get(_carried_out(proposal) or "", "")
-    return f"{said} {sent_before}".strip()
+    if _NO_SURE_ANSWER in " ".join(why):
+        return said
+    return f"{said} {_SENT_BEFORE_SENT_BACK[carried_out]}"
 
 
 def refusal_report(error: HitlError | Exception) -> dict[str, Any]:

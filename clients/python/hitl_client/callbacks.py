@@ -2,7 +2,8 @@
 decision on and execution of its proposals is POSTed there as JSON, with ``X-HITL-Event``
 (``proposal.approved``, ``.rejected``, ``.blocked``, ``.expired``, ``.executed``,
 ``.failed``, ``.superseded``, ``.withdrawn`` by a reviewer; ``.sent_back`` when one approved
-to run went back to a person before it ran), ``X-HITL-Delivery`` (the
+to run went back to a person, before it ran or after an attempt that may have carried it
+out), ``X-HITL-Delivery`` (the
 event's id, the body's ``id`` too: delivery is at least once, so drop one seen before, by
 the body's ``id``, which the signature covers) and ``X-HITL-Signature: t=<unix time>,v1=<hex>``, the
 HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"``.

@@ -257,8 +257,8 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         if next_at is not None:
             view["next_attempt_at"] = next_at
             next_step = f"{next_said} {next_step}"
-        # Approved to run, then sent back to a person before it ran: why, and what an
-        # attempt sent meanwhile may have done on the channel.
+        # Approved to run, then sent back to a person (before it ran, or after an attempt
+        # that got no sure answer): why, and what an attempt sent meanwhile may have done.
         sent_back = sent_back_told(proposal)
         if sent_back:
             next_step = f"{sent_back} {next_step}"
@@ -316,8 +316,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
         description=(
             "Propose a marketing action on one of your accounts. Policy decides at once: the "
             "answer's status is approved (it runs by itself; not final: call "
-            "wait_for_decision, as it may fail, or go back to a person before it runs, held "
-            "by a kill switch: pending_review again), pending_review (a human must decide: "
+            "wait_for_decision, as it may fail, or go back to a person, held by a kill switch "
+            "before it runs or between two attempts: pending_review again), pending_review (a "
+            "human must decide: "
             "then call wait_for_decision) or blocked (refused; verdict.reasons say why). "
             "Always give your rationale, your confidence (0 to 1) and the data behind "
             "it.\n" + PAYLOADS
@@ -418,8 +419,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "the state before and after; rejected, with the reviewer's reason_code and "
             "note; blocked, failed, expired, withdrawn or superseded), or when "
             "timeout_seconds pass with final=false; then call it again to keep waiting (an "
-            "approved one sent back to a person before it ran, held by a kill switch, is "
-            "pending_review again: next_step says why). "
+            "approved one sent back to a person, held by a kill switch before it ran or after "
+            "an attempt that got no sure answer, is pending_review again: next_step says "
+            "why). "
             "Called on a failed proposal, it waits for an operator to retry it and answers "
             "when the run that retry starts ends (executed, or failed again), or, with it "
             "still failed, when timeout_seconds pass."
@@ -492,8 +494,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "the execution's error), sent_to_run_again (a reviewer sent a failed execution "
             "to run again: do not propose it again yourself), then executed (note: what it "
             "changed) or failed again, outcome (what a person measured after), sent_back (an "
-            "action approved to run went back to a person before it ran, a kill switch or a "
-            "re-assessment; note says why: wait for their decision, do not propose it again). "
+            "action approved to run went back to a person, a kill switch or a re-assessment, "
+            "before it ran or after an attempt that may have carried it out; note says which, "
+            "and why: wait for their decision, do not propose it again). "
             "Pass the resume value from the last call to read only what is new; wait_seconds > 0 "
             "waits that long for something new when there is nothing yet."
         )

@@ -466,8 +466,8 @@ class Feedback:
     the value seen and the value now), failed (``note``: the error), sent_to_run_again (a
     reviewer sent a failed execution to run again), executed (after that: ``note`` says what
     it changed), outcome (``outcome``), or sent_back (approved to run, it went back to a
-    person before it ran: a kill switch held it back, or a re-assessment re-routed it;
-    ``note`` says why)."""
+    person: a kill switch held it back, or a re-assessment re-routed it, before it ran or
+    after an attempt that got no sure answer; ``note`` says which, and why)."""
 
     id: int
     proposal: int
