@@ -28,6 +28,7 @@ from audit.actors import Actor
 from audit.history import insert_with_history
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from policies.receivers import HELD_BACK_NOW
