@@ -24,10 +24,12 @@ again once the round's lease has run out: the same request, with the same key.
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import groupby, islice
+from operator import itemgetter
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import OperationalError, connection, transaction
@@ -352,53 +354,46 @@ def _fail(proposal: Proposal, error: str) -> Proposal:
     return failed
 
 
+# How many of a proposal's latest history records are read for when it last became approved
+# (the records of its current round's attempts come first).
+APPROVAL_READ_BACK = 100
+
+
 def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
     """When a person last said this proposal should run (approved it, or retried it): the
-    time it last became approved, if a person moved it there; None if the policy engine did.
-    Its records are read in the order they were written (``history_id``), not by the clocks
-    of the hosts that wrote them."""
-    history = (
-        Proposal.history.filter(id=proposal.pk)
-        .order_by("-history_id")
-        .values_list("status", "history_actor_kind", "history_date")
-    )
-    became_approved = None
-    for status, actor_kind, at in history[:100]:
-        if status == ProposalStatus.EXECUTING and became_approved is None:
-            continue  # the attempts of this round
-        if status != ProposalStatus.APPROVED:
-            break
-        became_approved = (actor_kind, at)
-    if became_approved is None or became_approved[0] != "user":
-        return None
-    return became_approved[1]
+    time it last became approved, if a person moved it there; None if the policy engine did
+    (``_approved_by_a_person_at_each`` of it alone)."""
+    return _approved_by_a_person_at_each([proposal.pk])[proposal.pk]
 
 
 def _approved_by_a_person_at_each(proposal_ids: Sequence[int]) -> dict[int, datetime | None]:
-    """``_approved_by_a_person_at`` for many proposals, their histories read in one query."""
+    """``_approved_by_a_person_at`` for each proposal, their histories read in one query,
+    each in the order its records were written (``history_id``), not by the clocks of the
+    hosts that wrote them."""
     history = (
         Proposal.history.filter(id__in=proposal_ids)
         .order_by("id", "-history_id")
         .values_list("id", "status", "history_actor_kind", "history_date")
     )
-    found: dict[int, datetime | None] = {}
-    read: dict[int, int] = defaultdict(int)
-    became: dict[int, tuple[str, datetime] | None] = {}
-    done: set[int] = set()
-    for proposal_id, status, actor_kind, at in history.iterator(chunk_size=5000):
-        if proposal_id in done or read[proposal_id] >= 100:
-            continue
-        read[proposal_id] += 1
-        if status == ProposalStatus.EXECUTING and became.get(proposal_id) is None:
-            continue
-        if status != ProposalStatus.APPROVED:
-            done.add(proposal_id)
-            continue
-        became[proposal_id] = (actor_kind, at)
-    for proposal_id in proposal_ids:
-        approved = became.get(proposal_id)
-        found[proposal_id] = approved[1] if approved and approved[0] == "user" else None
+    found: dict[int, datetime | None] = dict.fromkeys(proposal_ids)
+    for proposal_id, records in groupby(history.iterator(chunk_size=5000), key=itemgetter(0)):
+        found[proposal_id] = _became_approved_by_a_person(islice(records, APPROVAL_READ_BACK))
     return found
+
+
+def _became_approved_by_a_person(records: Iterable[tuple]) -> datetime | None:
+    """Of one proposal's history records, newest first (id, status, actor kind, time): when
+    it last became approved, if a person moved it there."""
+    became = None
+    for _, status, actor_kind, at in records:
+        if status == ProposalStatus.EXECUTING and became is None:
+            continue  # the attempts of this round
+        if status != ProposalStatus.APPROVED:
+            break
+        became = (actor_kind, at)
+    if became is None or became[0] != "user":
+        return None
+    return became[1]
 
 
 def _kill_switch_hold(proposal: Proposal) -> list[KillSwitch]:
