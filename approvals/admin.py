@@ -414,6 +414,24 @@ class SentByKillSwitchFilter(OneRecordFilter):
         return queryset.filter(pk__in=sent)
 
 
+class HeldBackByKillSwitchFilter(OneRecordFilter):
+    """The approved proposals a kill switch held back before they ran (at the save that
+    engaged it, or at an attempt), sent back to a person to approve again: what the message
+    saying it was engaged counts as held back, linked to them. Its list of all it sent to a
+    person (``?kill_switch=``) holds those it routed as they were made too."""
+
+    title = "kill switch that held it back before it ran"
+    parameter_name = "held_by_kill_switch"
+    model = KillSwitch
+    named = "kill switch"
+
+    def of(self, queryset, record):
+        held = {
+            each.proposal_id for each in proposals_sent_by_kill_switch(record) if each.held_back
+        }
+        return queryset.filter(pk__in=held)
+
+
 class RoutedByPolicyFilter(OneRecordFilter):
     """The proposals a policy routed, in any of its versions: what a change of that policy
     leaves waiting as it was routed, as the policy's page and the message after its save link
@@ -1378,6 +1396,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     list_filter = [
         QueueStatusFilter,
         SentByKillSwitchFilter,
+        HeldBackByKillSwitchFilter,
         RoutedByPolicyFilter,
         FailingAtNextAttemptFilter,
         RiskFilter,

@@ -1831,6 +1831,8 @@ def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
             ]
             if holding:
                 holds.append((proposal, holding))
+            else:
+                held.passed.append(proposal.pk)
         if holds:
             _all_held_back(holds, actor)
         held.held = [proposal.pk for proposal, _ in holds]

@@ -30,9 +30,9 @@ from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
 from policies.services import kill_switch_last_run, kill_switches_still_over
 
-# A switch's message goes this long after the save, drawn then: what was approved when it was
-# engaged has been held back by the executor by then (the figures say what it did, not what
-# it is about to), and a switch engaged by mistake and released at once tells nobody anything.
+# A switch's message goes this long after the save, drawn then: the figures say what it did
+# by then (what its save held back at once, what it sent to a person since, what a person let
+# run past it), and a switch engaged by mistake and released at once tells nobody anything.
 TOLD_AFTER = timedelta(seconds=10)
 
 # The proposal list's "every status" (``approvals.admin.EVERY_STATUS``), as the switch's
@@ -84,6 +84,12 @@ def _console(path: str) -> str:
 
 def switch_url(switch_id: int) -> str:
     return _console(reverse("admin:policies_killswitch_change", args=[switch_id]))
+
+
+def held_by_switch_url(switch_id: int) -> str:
+    """The proposal list of those the switch held back before they ran."""
+    query = urlencode({"status": EVERY_STATUS, "held_by_kill_switch": switch_id})
+    return _console(reverse("admin:approvals_proposal_changelist") + "?" + query)
 
 
 def sent_by_switch_url(switch_id: int) -> str:
@@ -157,6 +163,8 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     held = {each.proposal_id for each in sent if each.held_back}
     routed = {each.proposal_id for each in sent if not each.held_back} - held
     links = []
+    if held and notification.kind == NotificationKind.SWITCH_ENGAGED:
+        links.append(("The approved proposals it held back", held_by_switch_url(switch.pk)))
     if sent:
         links.append(("The proposals it sent to a person", sent_by_switch_url(switch.pk)))
     links.append((f"The kill switch on {on}", switch_url(switch.pk)))
@@ -172,11 +180,16 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
                 f"{moved.by} at {console_time(moved.at)}. It has been engaged since "
                 f"{console_time(since)}, when {by} engaged it"
             )
+        # Its save held back what it covered (``policies.receivers``); a person's approval
+        # since lets a proposal run past it (``executors.runner._kill_switch_hold``).
         paragraphs = [
             f"{opening}: {reason}",
             f"While it is engaged, {_covers_said(switch)} runs without a person's approval: "
             "what its policy would let run at once waits for a person, and what was approved "
-            "and not yet carried out goes back to a person to approve again.",
+            f"and not yet carried out when it was {'moved there' if moved else 'engaged'} went "
+            "back to a person then, to approve again. What a person approves (or sends to run "
+            "again) while it is engaged runs: the switch holds back nothing a person approved "
+            "since it was engaged.",
             _held_said(switch, held=held, routed=routed, now=now),
         ]
         engaged_on = f"moved to {on}" if moved else f"engaged on {on}"
@@ -267,10 +280,10 @@ def _held_said(switch: KillSwitch, *, held: set[int], routed: set[int], now: dat
     """What an engaged switch has done so far and what it is about to, as of ``now``."""
     said = []
     if held:
-        ran, them = ("it ran", "it waits") if len(held) == 1 else ("they ran", "each waits")
+        ran, them = ("it ran", "it") if len(held) == 1 else ("they ran", "each")
         said.append(
-            f"it has held back {how_many(len(held), 'approved proposal')} before {ran}: "
-            f"{them} for a person to approve it again"
+            f"it has held back {how_many(len(held), 'approved proposal')} before {ran} "
+            f"(listed below): {them} went back to a person, to approve again"
         )
     if routed:
         was = "it was" if len(routed) == 1 else "they were"
@@ -282,10 +295,14 @@ def _held_said(switch: KillSwitch, *, held: set[int], routed: set[int], now: dat
     }
     approved, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
     if approved:
-        are = "is" if approved == 1 else "are"
+        # Every one it covers not yet carried out was held back by the save that engaged it
+        # (or moved it), but those a person approved since, which run past it.
+        are, each = (
+            ("is", "a person approved it") if approved == 1 else ("are", "a person approved each")
+        )
         said.append(
             f"{how_many(approved, 'approved proposal')} it covers {are} not yet carried out: "
-            "it holds each back as its execution comes"
+            f"{each} while the switch was engaged, which lets it run"
         )
     if sending:
         has = "has" if sending == 1 else "have"

@@ -26,6 +26,7 @@ from approvals.admin import (
     EVERY_STATUS,
     ActionTypeFilter,
     FailingAtNextAttemptFilter,
+    HeldBackByKillSwitchFilter,
     KnownValuesOnly,
 )
 from approvals.models import Agent, AgentKind, Proposal
@@ -2461,30 +2462,68 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         holds = getattr(obj, HELD_BACK_NOW, None)
         if holds is None:
             return
-        held, sending = len(holds.held), len(holds.sending)
-        if not (engaging or held or sending):
+        held, sending, passed = len(holds.held), len(holds.sending), len(holds.passed)
+        if not (engaging or held or sending or passed):
             return
         # Named as the message after the save names it ("Kill switch on account demo").
         on = f"Kill switch on {obj.scope_in_words()}"
         if held:
-            said = (
-                f"{on} held back {how_many(held, 'approved proposal')} not yet carried out: "
-                "each is back with a person, to approve again before it runs."
+            these = how_many(held, "approved proposal")
+            ever = {
+                each.proposal_id for each in proposals_sent_by_kill_switch(obj) if each.held_back
+            }
+            if ever == set(holds.held):  # the list of those it held back: exactly these
+                these = format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:approvals_proposal_changelist")
+                    + "?"
+                    + urlencode(
+                        {"status": EVERY_STATUS, HeldBackByKillSwitchFilter.parameter_name: obj.pk}
+                    ),
+                    these,
+                )
+            said = format_html(
+                "{} held back {} not yet carried out: each is back with a person, to approve "
+                "again before it runs.",
+                on,
+                these,
             )
+        elif passed:
+            said = f"{on} held nothing back."
         else:
             said = (
                 f"{on} holds nothing back: no approved proposal it covers was waiting to be "
                 "carried out."
             )
+        if passed:
+            # Moved while engaged: a person approved them since it was engaged.
+            are, them = ("is", "it") if passed == 1 else ("are", "them")
+            said = format_html(
+                "{} {} it covers, approved by a person since it was engaged (before it was "
+                "moved here), {} not yet carried out: it lets {} run.",
+                said,
+                how_many(passed, "proposal"),
+                are,
+                them,
+            )
         if sending:
             # Its request went before the switch: the channel's answer decides it.
             has, it = ("has", "it is") if sending == 1 else ("have", "each is")
-            said += (
-                f" {how_many(sending, 'approved proposal')} {has} a request at its channel now, "
-                f"which the switch does not call back: {it} carried out if the channel carries "
-                "it out, and goes back to a person if the channel answers that it may be tried "
-                "again."
+            said = format_html(
+                "{} {} {} a request at its channel now, which the switch does not call back: "
+                "{} carried out if the channel carries it out, and goes back to a person if "
+                "the channel answers that it may be tried again.",
+                said,
+                how_many(sending, "approved proposal"),
+                has,
+                it,
             )
+        # What a person approves from now on runs (executors.runner._kill_switch_hold).
+        said = format_html(
+            "{} While it is engaged, what a person approves (or sends to run again) runs: the "
+            "switch holds back nothing a person approved since it was engaged.",
+            said,
+        )
         messages.add_message(request, messages.WARNING if held or sending else messages.INFO, said)
 
 

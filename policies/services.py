@@ -84,10 +84,13 @@ def channel_refusals_register(reader: Callable[..., list[str]]) -> None:
 class HeldBackNow:
     """What a kill switch just engaged held back at once (``kill_switch_holds_apply``), by
     proposal id: ``held``, approved proposals not yet carried out, sent back to a person;
-    ``sending``, those with a request at their channel, which the switch does not call back."""
+    ``sending``, those with a request at their channel, which the switch does not call back;
+    ``passed``, those a person approved (or sent to run again) since it was engaged, which it
+    lets run (a switch moved while engaged: approved by a person before the move)."""
 
     held: list[int] = field(default_factory=list)
     sending: list[int] = field(default_factory=list)
+    passed: list[int] = field(default_factory=list)
 
 
 # Holding back what a kill switch covers is the executor's (it sends approved proposals back

@@ -214,7 +214,9 @@ def test_engaging_a_switch_names_it_in_both_its_messages_alike(login):
         (
             "info",
             "Kill switch on account demo holds nothing back: no approved proposal it covers "
-            "was waiting to be carried out.",
+            "was waiting to be carried out. While it is engaged, what a person approves (or "
+            "sends to run again) runs: the switch holds back nothing a person approved since "
+            "it was engaged.",
         ),
         ("success", "Kill switch on account demo engaged: Tracking outage."),
     ]

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 from hitl_client import Proposal as ClientProposal
 from hitl_client._tools import outcome_report
 
@@ -58,6 +59,19 @@ HELD_AFTER_ATTEMPT_1 = (
     f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}: it may have been carried out "
     "there. A person must approve it again."
 )
+
+
+# What the message after a save engaging a switch ends with (a person's approval since it
+# was engaged lets a proposal run past it).
+PERSON_RUNS = (
+    " While it is engaged, what a person approves (or sends to run again) runs: the switch "
+    "holds back nothing a person approved since it was engaged."
+)
+
+
+def as_read(messages: list[str]) -> list[str]:
+    """Console messages as a person reads them: their links' words, not their markup."""
+    return [html.unescape(strip_tags(message)) for message in messages]
 
 
 def engage(scope: str = "account") -> KillSwitch:
@@ -837,8 +851,8 @@ def test_engaging_a_switch_says_how_many_approved_proposals_it_will_hold_before_
     said = [str(message) for message in saved.context["messages"]]
     assert (
         "Kill switch on account demo held back 2 approved proposals not yet carried out: "
-        "each is back with a person, to approve again before it runs."
-    ) in said
+        "each is back with a person, to approve again before it runs." + PERSON_RUNS
+    ) in as_read(said)
 
     for proposal in (auto, approved):
         proposal_execute(proposal_id=proposal.pk)
@@ -890,7 +904,7 @@ def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_h
         "Kill switch on account demo holds nothing back: no approved proposal it covers was "
         "waiting to be carried out. 1 approved proposal has a request at its channel now, "
         "which the switch does not call back: it is carried out if the channel carries it out, "
-        "and goes back to a person if the channel answers that it may be tried again."
+        "and goes back to a person if the channel answers that it may be tried again." + PERSON_RUNS
     ) in seen["said"], seen["said"]
 
 
@@ -965,8 +979,8 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
     assert (waiting, listed_ids) == (1, [proposal.pk])
     assert (
         "Kill switch on account demo held back 1 approved proposal not yet carried out: each "
-        "is back with a person, to approve again before it runs."
-    ) in said, said
+        "is back with a person, to approve again before it runs." + PERSON_RUNS
+    ) in as_read(said), said
     # Its agent, told it was approved, is told it went back to a person, and why.
     feedback = optimizer.get("/api/v1/feedback/").json()["results"]
     assert [(f["kind"], f["note"]) for f in feedback if f["proposal"] == proposal.pk] == [
@@ -1073,7 +1087,7 @@ def test_a_switch_engaged_while_a_request_is_at_the_channel_holds_it_once_the_ch
         "Kill switch on account demo holds nothing back: no approved proposal it covers was "
         "waiting to be carried out. 1 approved proposal has a request at its channel now, "
         "which the switch does not call back: it is carried out if the channel carries it out, "
-        "and goes back to a person if the channel answers that it may be tried again."
+        "and goes back to a person if the channel answers that it may be tried again." + PERSON_RUNS
     ) in said, said
     held = Proposal.objects.get(pk=proposal.pk)
     assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1
@@ -1116,3 +1130,51 @@ def test_the_release_s_message_says_how_many_it_sent_to_a_person_still_wait_and_
     listed = owner.get(html.unescape(link)).context["cl"].result_list
     assert [proposal.pk for proposal in listed] == [second.pk]
     assert Proposal.objects.get(pk=second.pk).status == ProposalStatus.PENDING_REVIEW
+
+
+def test_a_switch_engaged_in_the_console_links_what_it_held_and_says_what_a_person_lets_run(
+    login,
+):
+    """The message after the save counted what it held back, with no way to them, and did
+    not say that a person's approval while it is engaged runs. Now its count links to the
+    list of exactly those, and it says so."""
+    approved = evaluated(bid_adjustment("2.12"))
+    assert approved.status == "approved"
+
+    said = [html.unescape(each) for each in engaged_in_the_console(login("policy-owner"))]
+
+    switch = KillSwitch.objects.get()
+    listed = f"/admin/approvals/proposal/?status=all&held_by_kill_switch={switch.pk}"
+    assert (
+        f'Kill switch on account demo held back <a href="{listed}">1 approved proposal</a> not '
+        "yet carried out: each is back with a person, to approve again before it runs. While "
+        "it is engaged, what a person approves (or sends to run again) runs: the switch holds "
+        "back nothing a person approved since it was engaged."
+    ) in said, said
+    page = login("operator").get(listed)
+    assert [p.pk for p in page.context["cl"].result_list] == [approved.pk]
+
+
+def test_a_switch_moved_in_the_console_says_what_a_person_approved_since_it_lets_run(login):
+    """Engaged on account acme, then moved to account demo, where a person approved a
+    reallocation after the switch was engaged: the switch lets it run (a person's approval
+    since it was engaged), and the save said nothing at all. Now it says so."""
+    acme = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    switch = KillSwitch.objects.create(scope="account", account=acme, reason=OUTAGE)
+    proposal = evaluated(reallocation("280.00"))
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=person()).status == "approved"
+
+    owner = login("policy-owner")
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    data = form_data(
+        owner, url, account=Account.objects.get(external_id="demo").pk, change_reason="Moved."
+    )
+    saved = owner.post(url, data, follow=True)
+    said = [html.unescape(str(message)) for message in saved.context["messages"]]
+
+    assert Proposal.objects.get(pk=proposal.pk).status == "approved"
+    assert (
+        "Kill switch on account demo held nothing back. 1 proposal it covers, approved by a "
+        "person since it was engaged (before it was moved here), is not yet carried out: it "
+        "lets it run."
+    ) in " ".join(said), said

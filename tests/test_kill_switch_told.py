@@ -19,6 +19,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_approve
 from audit.actors import Actor, acting_as, changed_by
 from executors.runner import proposal_execute
 from hitlproject.formats import console_time
@@ -26,7 +28,7 @@ from ledger.models import Account
 from notifications.models import Notification, ReachedBy, Route
 from notifications.services import notifications_deliver
 from policies.models import KillSwitch
-from tests.conftest import bid_adjustment, posted_from_page, wait_until
+from tests.conftest import bid_adjustment, posted_from_page, reallocation, wait_until
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
 from tests.test_policy_tuning import form_data
@@ -96,12 +98,12 @@ def test_the_operators_are_told_a_switch_is_engaged_what_it_held_and_when_it_is_
     ), said
     assert "While it is engaged, nothing on account demo runs without a person's approval" in said
     assert re.search(
-        f"As of {TIME}, it has held back 2 approved proposals before they ran: each waits for "
-        "a person to approve it again.",
+        f"As of {TIME}, it has held back 2 approved proposals before they ran \\(listed below\\): "
+        "each went back to a person, to approve again.",
         said,
     ), said
     assert "You are told by the route “Demo: everything waiting, to the operators”." in said
-    [listed] = [url for url in links_in(email) if "kill_switch=" in url]
+    [listed] = [url for url in links_in(email) if "&kill_switch=" in url]
     assert listed.endswith(f"/admin/approvals/proposal/?status=all&kill_switch={switch.pk}")
     address = urlsplit(listed)
     page = login("operator").get(f"{address.path}?{address.query}")
@@ -284,6 +286,57 @@ def deliver_due(switch) -> list:
     due = Notification.objects.filter(kill_switch=switch, status="pending")
     due.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     return notifications_deliver(notification_ids=list(due.values_list("pk", flat=True)))
+
+
+def test_an_engaged_switchs_message_says_its_save_held_them_and_what_a_person_approves_runs(
+    demo_world, mailoutbox, login
+):
+    """Engaged over two approved bids (its save holds both back at once), then a person
+    approves one again: the message said "1 approved proposal it covers is not yet carried
+    out: it holds each back as its execution comes", of the one that runs, being approved by
+    a person while it is engaged. Now it says the save held both (linked to them), and that
+    what a person approves while it is engaged runs."""
+    approved = [
+        evaluated(bid_adjustment("2.12")),
+        evaluated(bid_adjustment("0.84", campaign="display-retarget")),
+    ]
+    waiting = evaluated(reallocation("280.00"))
+    assert [p.status for p in (*approved, waiting)] == ["approved", "approved", "pending_review"]
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    assert {p.status for p in Proposal.objects.filter(pk__in=[p.pk for p in approved])} == {
+        "pending_review"
+    }
+    operator = get_user_model().objects.get(username="operator")
+    assert proposal_approve(proposal_id=approved[0].pk, reviewer=operator).status == "approved"
+    deliver_due(switch)
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    said = " ".join(email.body.split())
+    assert (
+        "While it is engaged, nothing on account demo runs without a person's approval: what "
+        "its policy would let run at once waits for a person, and what was approved and not "
+        "yet carried out when it was engaged went back to a person then, to approve again. "
+        "What a person approves (or sends to run again) while it is engaged runs: the switch "
+        "holds back nothing a person approved since it was engaged."
+    ) in said, said
+    assert re.search(
+        rf"As of {TIME}, it has held back 2 approved proposals before they ran \(listed "
+        r"below\): each went back to a person, to approve again; 1 approved proposal it covers "
+        "is not yet carried out: a person approved it while the switch was engaged, which lets "
+        r"it run\.",
+        said,
+    ), said
+    assert "as its execution comes" not in said
+    [listed] = [url for url in re.findall(r"https?://\S+", email.body) if "held_by" in url]
+    assert listed.endswith(f"/admin/approvals/proposal/?status=all&held_by_kill_switch={switch.pk}")
+    address = urlsplit(listed)
+    page = login("operator").get(f"{address.path}?{address.query}")
+    assert page.status_code == 200
+    assert set(page.context["cl"].result_list.values_list("pk", flat=True)) == {
+        p.pk for p in approved
+    }
 
 
 def test_a_switch_moved_off_what_people_were_told_tells_them_it_no_longer_covers_it(
