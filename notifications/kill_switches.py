@@ -201,15 +201,25 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         )
     by = released.by if released else "someone (not recorded)"
     engaged_by = f" by {engaged.by}" if engaged else ""
+    released_on = f"The kill switch on {on} was released by {by} at {console_time(until)}."
+    # Released and moved in the same save: released on what it covered (the message's
+    # ``about``), judged by that, and left released on what it was moved to.
+    covered = _covered_before(switch, notification) if notification.about else None
+    if notification.about:
+        released_on = (
+            f"The kill switch on {notification.about} was released by {by} at "
+            f"{console_time(until)}, and moved to {on} in the same save: released, it holds "
+            "nothing back there either."
+        )
+        on = notification.about
     paragraphs = [
-        f"The kill switch on {on} was released by {by} at {console_time(until)}. It had "
-        f"been engaged since {console_time(since)}{engaged_by}: {reason}",
-        kill_switches_still_over(switch, besides=switch.pk).said(
+        f"{released_on} It had been engaged since {console_time(since)}{engaged_by}: {reason}",
+        kill_switches_still_over(covered or switch, besides=switch.pk).said(
             nothing="Nothing it covered",
             runs_again="What it covered runs as its policies say again",
         )
         or (
-            "What it covers runs as its policies say again: what a policy lets run now runs "
+            "What it covered runs as its policies say again: what a policy lets run now runs "
             "without a person."
         ),
         _left_waiting_said(switch),
@@ -235,6 +245,23 @@ def _saved_as_told(switch: KillSwitch, notification: Notification) -> Turn:
     return Turn(record.history_date, changed_by(record))
 
 
+def _covered_before(switch: KillSwitch, notification: Notification) -> KillSwitch | None:
+    """What the switch covered before the save a message was written in (a move, or a
+    release and move), by its history, as an unsaved switch; None where its history does not
+    say."""
+    before = next(
+        iter(
+            switch.history.filter(history_date__lte=notification.created_at).order_by(
+                "-history_id"
+            )[1:2]
+        ),
+        None,
+    )
+    if before is None:
+        return None
+    return KillSwitch(scope=before.scope, account=before.account, channel=before.channel)
+
+
 def _moved_message(notification: Notification, switch: KillSwitch, *, links: list) -> SwitchMessage:
     """A switch moved while engaged off what its reader was told it covered (the message's
     ``about``): it no longer covers that, who moved it and when (its history's save as the
@@ -245,21 +272,13 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     on = switch.scope_in_words()
     runs_again = f"What a policy lets run on {was} runs without a person's approval again"
     # What it covered before the move, by its history, is what others may still hold back.
-    before = next(
-        iter(
-            switch.history.filter(history_date__lte=notification.created_at).order_by(
-                "-history_id"
-            )[1:2]
-        ),
-        None,
-    )
+    before = _covered_before(switch, notification)
     if before is None:  # its history does not say what it covered
         runs = f"{runs_again}, unless another kill switch covers it."
     else:
-        runs = kill_switches_still_over(
-            KillSwitch(scope=before.scope, account=before.account, channel=before.channel),
-            besides=None,
-        ).said(nothing=f"Nothing on {was}", runs_again=runs_again)
+        runs = kill_switches_still_over(before, besides=None).said(
+            nothing=f"Nothing on {was}", runs_again=runs_again
+        )
         runs = runs or f"{runs_again}: no kill switch covers it now."
     now = f"It covers {on} now." if switch.engaged else "It has been released since."
     return SwitchMessage(

@@ -283,17 +283,21 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
         if instance.engaged:
             kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
         return
+    before = KillSwitch(scope=was["scope"], account_id=was["account_id"], channel=was["channel"])
     if instance.engaged != was["engaged"]:
-        kind = (
-            NotificationKind.SWITCH_ENGAGED
-            if instance.engaged
-            else NotificationKind.SWITCH_RELEASED
-        )
-        kill_switch_tell(switch=instance, kind=kind)
+        if instance.engaged:
+            kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
+        elif before.scope_in_words() != instance.scope_in_words():
+            # Released and moved in one save: what it held back was what it covered before.
+            kill_switch_tell(
+                switch=instance,
+                kind=NotificationKind.SWITCH_RELEASED,
+                moved_from=before.scope_in_words(),
+                covered=before,
+            )
+        else:
+            kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_RELEASED)
     elif instance.engaged and any(was[name] != getattr(instance, name) for name in SWITCH_FIELDS):
-        before = KillSwitch(
-            scope=was["scope"], account_id=was["account_id"], channel=was["channel"]
-        )
         kill_switch_tell(
             switch=instance,
             kind=NotificationKind.SWITCH_ENGAGED,

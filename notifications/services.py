@@ -820,17 +820,21 @@ def _record(notifications: list[Notification], *, kind: str) -> None:
     insert_with_history(Notification, held, actor=actor, reason=f"{held_for(kind)}: {said}")
 
 
-def kill_switch_tell(*, switch: KillSwitch, kind: str, moved_from: str = "") -> None:
+def kill_switch_tell(
+    *, switch: KillSwitch, kind: str, moved_from: str = "", covered: KillSwitch | None = None
+) -> None:
     """In the transaction that engaged or released ``switch`` (``kind``): a message to each
     person the routes meeting its scope tell (``switch_recipients``), once, on each of their
     channels, sent ``TOLD_AFTER`` later and drawn then (``switch_message``), unless no longer
     so by then (``switch_message_not_so``). Released, those told it was engaged whom the
     routes no longer name are told too (``switch_told_engaged``). Moved while engaged off
     ``moved_from`` (what it covered, in words), those told it was engaged whom it no longer
-    reaches are told it no longer covers that (``NotificationKind.SWITCH_MOVED``)."""
+    reaches are told it no longer covers that (``NotificationKind.SWITCH_MOVED``). Released
+    and moved in the same save, the people of what it ``covered`` (engaged) are told it was
+    released there (``moved_from``), not those of what it was moved to, which it never held."""
     current = routing()
     told: dict[int, tuple[Route, object]] = {}
-    for route, users in switch_recipients(switch):
+    for route, users in switch_recipients(covered or switch):
         for user in users:
             told.setdefault(user.pk, (route, user))
     sent_to = [
@@ -881,7 +885,9 @@ def kill_switch_tell(*, switch: KillSwitch, kind: str, moved_from: str = "") -> 
     for told_kind in dict.fromkeys(n.kind for n in notifications):
         said = NotificationKind(told_kind).label
         on = switch.scope_in_words()
-        if told_kind == NotificationKind.SWITCH_MOVED:
+        if told_kind == NotificationKind.SWITCH_RELEASED and moved_from:
+            on = f"{moved_from}; moved to {on} as it was released"
+        elif told_kind == NotificationKind.SWITCH_MOVED:
             on = f"{moved_from}; it now covers {on}"
         elif moved_from:
             on = f"{on}, moved there from {moved_from}"

@@ -2402,12 +2402,21 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             return f"{on} engaged{reason}"
         if not obj.engaged:
             if was_engaged:
-                # Another switch still engaged over it is named, not left to be guessed.
-                still = kill_switches_still_over(obj, besides=obj.pk).said(
+                moved = before.scope_in_words() != obj.scope_in_words()
+                # Another switch still engaged over what it covered is named, not left to be
+                # guessed; released and moved at once, what it covered is what it held before.
+                still = kill_switches_still_over(before if moved else obj, besides=obj.pk).said(
                     nothing="Nothing it covered",
                     runs_again="What it covered runs as its policies say again",
                 )
                 said = format_html("{} released.", on)
+                if moved:
+                    said = format_html(
+                        "Kill switch on {} released, and moved to {}: released, it holds "
+                        "nothing back there either.",
+                        before.scope_in_words(),
+                        obj.scope_in_words(),
+                    )
                 for more in (still, self.left_waiting_said(obj)):
                     if more:
                         said = format_html("{} {}", said, more)
@@ -2444,7 +2453,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                 still,
             )
         else:
-            still = format_html("{} ({})", still, _numbers_linked(left.waiting))
+            still = format_html("{} ({})", still, _numbers_linked(left.waiting, count))
         return format_html(
             "{} {} for a person's decision: releasing the switch runs none of them; {} once a "
             "person approves it.",

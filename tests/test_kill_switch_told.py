@@ -620,3 +620,90 @@ def test_the_outbox_names_its_column_for_what_each_message_is_about(login):
         for cell in re.findall(r'<td [^>]*class="field-proposal_number">(.*?)</td>', page, re.S)
     }
     assert cells == {f"Kill switch #{switch.pk}", f"Proposal #{proposal.pk}"}
+
+
+def test_a_switch_released_and_moved_in_one_save_tells_of_its_release_where_it_was_engaged(
+    demo_world, mailoutbox, login
+):
+    """Engaged on account demo (under the switch on channel Google Ads), then released and
+    moved to account acme in one console save: it was judged by acme. The console said "Kill
+    switch on account acme (until now on account demo) released." and not that demo's
+    proposals still wait under the channel's switch; the email was "Kill switch released on
+    account acme", saying "What it covers runs as its policies say again", and went to acme's
+    people too, never told it was engaged. Now each says it was released on demo and moved,
+    names the switch still over demo, and only demo's people are told."""
+    demo = Account.objects.get(external_id="demo")
+    acme = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    acme_operator = get_user_model().objects.create_user(
+        "acme-operator", email="acme@example.com", is_staff=True
+    )
+    Route.objects.create(name="Acme: everything, to its operator", account=acme).users.add(
+        acme_operator
+    )
+    KillSwitch.objects.create(scope="channel", channel="google_ads", reason="Ads API outage.")
+    switch = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
+    for each in KillSwitch.objects.all():
+        deliver_due(each)
+    mailoutbox.clear()
+
+    owner = login("policy-owner")
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    data = form_data(owner, url, account=acme.pk, engaged=False, change_reason="Wrong account.")
+    answer = owner.post(url, data, follow=True)
+    assert answer.redirect_chain, answer.context["adminform"].form.errors
+    deliver_due(switch)
+
+    still = (
+        "Nothing it covered runs without a person yet: the kill switch on channel Google Ads is "
+        "still engaged over all of it."
+    )
+    console = [html.unescape(str(message)) for message in answer.context["messages"]]
+    assert any(
+        message.startswith(
+            "Kill switch on account demo released, and moved to account acme: released, it "
+            f"holds nothing back there either. {still}"
+        )
+        for message in console
+    ), console
+    assert [m.to for m in mailoutbox if "acme@example.com" in m.to] == []
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject == "[HITL] Kill switch released on account demo"
+    said = " ".join(email.body.split())
+    assert re.search(
+        f"The kill switch on account demo was released by policy-owner \\(person\\) at {TIME}, "
+        "and moved to account acme in the same save: released, it holds nothing back there "
+        "either.",
+        said,
+    ), said
+    assert still in said, said
+
+
+def test_a_switch_released_while_proposals_of_an_earlier_run_still_wait_names_this_runs(login):
+    """Engaged, released (what it held still waiting), engaged again and released in the
+    console: the message after the release was a server error (the proposals of this run
+    waiting, numbered, were written with a count missing). Now it names them."""
+    demo = Account.objects.get(external_id="demo")
+    first = evaluated(bid_adjustment("2.12"))
+    switch = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
+    switch.engaged = False
+    switch.save()
+    second = evaluated(bid_adjustment("0.84", campaign="display-retarget"))
+    switch.engaged = True
+    switch.save()
+    assert set(
+        Proposal.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)
+    ) == {"pending_review"}
+
+    owner = login("policy-owner")
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    data = form_data(owner, url, engaged=False, change_reason="Tracking is back.")
+    answer = owner.post(url, data, follow=True)
+
+    assert answer.status_code == 200
+    console = [html.unescape(str(message)) for message in answer.context["messages"]]
+    assert any(
+        "While it was engaged, it sent 1 proposal to a person (1 held back before it ran). 1 of "
+        f'them still waits (<a href="/admin/approvals/proposal/{second.pk}/change/">#{second.pk}'
+        "</a>) for a person's decision" in message
+        for message in console
+    ), console
