@@ -216,6 +216,7 @@ from policies.services import (
     kill_switch_reason,
     kill_switches_covering,
     kill_switches_named_over,
+    kill_switches_told_apart,
     named_for_people,
     rule_from_policy,
     version_number,
@@ -1295,7 +1296,7 @@ class QueueChangeList(ConsoleChangeList):
 
     def get_results(self, request):
         super().get_results(request)
-        engaged = list(
+        engaged = kill_switches_told_apart(
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
         retrying = retries_awaited(self.result_list)

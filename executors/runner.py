@@ -126,6 +126,7 @@ from policies.services import (
     kill_switch_reason,
     kill_switches_covering,
     kill_switches_engaged_over,
+    kill_switches_told_apart,
     reads_account_total,
 )
 
@@ -1815,7 +1816,7 @@ def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
         under_way = [proposal for proposal in locked if proposal.status in UNDER_WAY_STATUSES]
         held.sending = [proposal.pk for proposal in under_way if proposal.pk in sending]
         # Which switches hold each (``_kill_switch_hold``), read once for them all.
-        engaged = list(
+        engaged = kill_switches_told_apart(
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
         since = {each.pk: kill_switch_engaged_since(each) for each in engaged}

@@ -28,7 +28,7 @@ from hitlproject.vocabulary import as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
-from policies.services import kill_switch_last_run, kill_switches_still_over
+from policies.services import kill_switch_called, kill_switch_last_run, kill_switches_still_over
 
 # A switch's message goes this long after the save, drawn then: the figures say what it did
 # by then (what its save held back at once, what it sent to a person since, what a person let
@@ -146,7 +146,7 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     """The message a switch's notification says, as things are ``now``."""
     now = now or timezone.now()
     switch = KillSwitch.objects.select_related("account").get(pk=notification.kill_switch_id)
-    on = switch.scope_in_words()
+    on = kill_switch_called(switch)
     engaged, released = _turns(switch)
     since = engaged.at if engaged else switch.updated_at
     until = released.at if released else now
@@ -269,7 +269,7 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     was = notification.about or "what it covered"
     moved = _saved_as_told(switch, notification)
     by, at = moved.by, moved.at
-    on = switch.scope_in_words()
+    on = kill_switch_called(switch)
     runs_again = f"What a policy lets run on {was} runs without a person's approval again"
     # What it covered before the move, by its history, is what others may still hold back.
     before = _covered_before(switch, notification)

@@ -105,6 +105,7 @@ from policies.receivers import HELD_BACK_NOW
 from policies.services import (
     DecidesInstead,
     deciding_rule,
+    kill_switch_called,
     kill_switches_still_over,
     live_policies,
     policies_deciding_instead,
@@ -2337,7 +2338,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def delete_view(self, request, object_id, extra_context=None):
         switch = self.get_object(request, unquote(object_id))
         if switch is not None:
-            on = f"The kill switch on {switch.scope_in_words()}"
+            on = f"The kill switch on {kill_switch_called(switch)}"
             change = reverse("admin:policies_killswitch_change", args=[switch.pk])
             said = (
                 format_html(
@@ -2387,7 +2388,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def saved_said(self, obj, form, change: bool) -> str:
         """ "Kill switch on account demo engaged: Tracking outage.", "… released.", "… stays
         engaged; its reason now reads: …", with the scope it covered before if it moved."""
-        on = f"Kill switch on {obj.scope_in_words()}"
+        on = f"Kill switch on {kill_switch_called(obj)}"
         before = KillSwitch(
             scope=form.initial.get("scope", obj.scope),
             account_id=form.initial.get("account"),
@@ -2475,7 +2476,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         if not (engaging or held or sending or passed):
             return
         # Named as the message after the save names it ("Kill switch on account demo").
-        on = f"Kill switch on {obj.scope_in_words()}"
+        on = f"Kill switch on {kill_switch_called(obj)}"
         if held:
             these = how_many(held, "approved proposal")
             ever = {

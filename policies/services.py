@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -282,7 +283,7 @@ def _in_force_now() -> InForce:
         token=token,
         rules=tuple(rules),
         policies=policies,
-        kill_switches=tuple(kill_switches.order_by("pk")),
+        kill_switches=tuple(kill_switches_told_apart(kill_switches.order_by("pk"))),
     )
     if token is not None:  # no row (a database emptied by hand): read every time
         _kept = fresh
@@ -444,11 +445,45 @@ def kill_switches_covering(switches: Iterable[KillSwitch], account: Account) -> 
 
 
 def engaged_kill_switches(account: Account) -> list[KillSwitch]:
-    return list(
+    return kill_switches_told_apart(
         kill_switches_engaged_over(account, account.channel)
         .select_related("account")
         .order_by("pk")
     )
+
+
+# Set on a switch read with every other engaged one over its scope: whether one of them covers
+# the very same scope (``kill_switches_told_apart``), so that naming it asks nothing more.
+_NAMED_APART = "_named_apart"
+
+
+def _scope_of(switch: KillSwitch) -> tuple:
+    return (switch.scope, switch.account_id, switch.channel)
+
+
+def kill_switches_told_apart(switches: Iterable[KillSwitch]) -> list[KillSwitch]:
+    """``switches``, engaged, read with every engaged switch over their scopes (all engaged,
+    or those over one account), each told whether another of them covers the very same scope:
+    named apart then (``kill_switch_named``), with no query each."""
+    switches = list(switches)
+    scopes = Counter(_scope_of(switch) for switch in switches)
+    for switch in switches:
+        setattr(switch, _NAMED_APART, scopes[_scope_of(switch)] > 1)
+    return switches
+
+
+def _named_apart(switch: KillSwitch) -> bool:
+    """Whether another switch engaged now covers the very same scope as ``switch``."""
+    apart = getattr(switch, _NAMED_APART, None)
+    if apart is None:
+        apart = (
+            switch.pk is not None
+            and KillSwitch.objects.filter(engaged=True, scope=switch.scope)
+            .filter(account_id=switch.account_id, channel=switch.channel)
+            .exclude(pk=switch.pk)
+            .exists()
+        )
+    return apart
 
 
 # How a kill switch's finding begins (``kill_switch_reason``), for a page that tells it apart.
@@ -484,20 +519,33 @@ def kill_switch_reason_released(
     return f"{finding} Released since."
 
 
+def kill_switch_called(switch: KillSwitch) -> str:
+    """What a switch is on, as its messages name it ("account demo", "account demo (#7)"
+    where another engaged switch covers the same scope: ``kill_switch_named``)."""
+    return kill_switch_named(switch).removeprefix(KILL_SWITCH_FINDING)
+
+
 def kill_switch_named(switch: KillSwitch) -> str:
     """How a switch's finding opens, up to "is engaged", naming it as its title and the
     console's messages do (``KillSwitch.scope_in_words``): "The kill switch on account demo",
-    "… on channel Google Ads", "… on everything"."""
-    return f"{KILL_SWITCH_FINDING}{switch.scope_in_words()}"
+    "… on channel Google Ads", "… on everything"; where another engaged switch covers the
+    very same scope, with its number, as its page's address has it ("The kill switch on
+    account demo (#7)"): two switches on one account were both "the kill switch on account
+    demo" in a proposal's findings, the messages and a release's words."""
+    named = f"{KILL_SWITCH_FINDING}{switch.scope_in_words()}"
+    return f"{named} (#{switch.pk})" if _named_apart(switch) else named
 
 
 def kill_switch_names(switch: KillSwitch) -> frozenset[str]:
-    """Every way a finding recorded with a proposal may open for this switch: as it is named
-    now (``kill_switch_named``), and as findings recorded before named it, by its account
-    alone or its channel's code ("The kill switch on demo", "… on google_ads"): how a
-    finding is told to be that switch's, whatever its reason says and whenever recorded."""
+    """Every way a finding recorded with a proposal may open for this switch: named by its
+    scope, with its number or not (``kill_switch_named``, whichever it was when recorded),
+    and as findings recorded before named it, by its account alone or its channel's code
+    ("The kill switch on demo", "… on google_ads"): how a finding is told to be that
+    switch's, whatever its reason says and whenever recorded. Named by its scope alone, a
+    finding is either switch's where two covered the same scope."""
+    named = f"{KILL_SWITCH_FINDING}{switch.scope_in_words()}"
     formerly = f"{KILL_SWITCH_FINDING}{switch.account or switch.channel or 'everything'}"
-    return frozenset({kill_switch_named(switch), formerly})
+    return frozenset({named, f"{named} (#{switch.pk})", formerly})
 
 
 def kill_switch_named_in(finding: str) -> str:
@@ -565,9 +613,14 @@ def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> Sti
     covers, read by its scope (``scope``, ``account_id``, ``channel``), as the executor holds
     them (``kill_switches_engaged_over``): what a switch released (or moved) leaves held by
     others, named rather than hedged ("unless another kill switch covers it")."""
-    engaged = KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+    engaged = kill_switches_told_apart(
+        KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+    )
     if besides is not None:
-        engaged = engaged.exclude(pk=besides)
+        engaged = [switch for switch in engaged if switch.pk != besides]
+    for switch in engaged:  # named apart from the one its words name beside it
+        if _scope_of(switch) == _scope_of(covered):
+            setattr(switch, _NAMED_APART, True)
     whole, part = [], []
     for switch in engaged:
         if switch.scope == KillSwitchScope.GLOBAL:

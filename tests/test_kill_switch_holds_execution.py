@@ -660,13 +660,16 @@ def test_every_switch_engaged_since_it_was_routed_is_told_two_of_one_scope_too(l
     operator = login("operator")
     changelist = reverse("admin:approvals_proposal_changelist")
     demo = Account.objects.get(external_id="demo")
-    for reason in ("Tracking outage.", "Budget freeze."):
-        KillSwitch.objects.create(scope="account", account=demo, reason=reason)
-    KillSwitch.objects.create(scope="global", reason="Quarter close.")
+    # Two of one scope are named apart, by their numbers.
     told = [
-        f"The kill switch on account demo is engaged: {reason}"
-        for reason in ("Tracking outage.", "Budget freeze.")
-    ] + ["The kill switch on everything is engaged: Quarter close."]
+        f"The kill switch on account demo (#{switch.pk}) is engaged: {switch.reason}"
+        for switch in (
+            KillSwitch.objects.create(scope="account", account=demo, reason=reason)
+            for reason in ("Tracking outage.", "Budget freeze.")
+        )
+    ]
+    KillSwitch.objects.create(scope="global", reason="Quarter close.")
+    told += ["The kill switch on everything is engaged: Quarter close."]
 
     operator.get(changelist)
     with CaptureQueriesContext(connection) as one_row:

@@ -707,3 +707,54 @@ def test_a_switch_released_while_proposals_of_an_earlier_run_still_wait_names_th
         "</a>) for a person's decision" in message
         for message in console
     ), console
+
+
+def test_two_switches_engaged_on_one_account_are_named_apart_wherever_named(
+    demo_world, mailoutbox, login
+):
+    """Two switches engaged on account demo were both "the kill switch on account demo": in
+    the finding of a proposal each held back, in their messages, and in the words of one's
+    release naming the other still engaged ("Nothing it covered runs without a person yet:
+    the kill switch on account demo is still engaged"). Now each is named with its number
+    where another covers the same scope, as its page's address has it; a finding recorded
+    by scope alone still reads as either's."""
+    demo = Account.objects.get(external_id="demo")
+    first = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
+    deliver_due(first)
+    second = KillSwitch.objects.create(scope="account", account=demo, reason="Budget audit.")
+    proposal = evaluated(bid_adjustment("2.12"))
+    deliver_due(second)
+
+    assert proposal.status == "pending_review"
+    assert proposal.guardrail_findings["review"] == [
+        f"The kill switch on account demo (#{first.pk}) is engaged: {OUTAGE}",
+        f"The kill switch on account demo (#{second.pk}) is engaged: Budget audit.",
+    ]
+    [engaged_email] = [
+        m for m in mailoutbox if m.to == ["operator@example.com"] and "Budget" in m.subject
+    ]
+    assert engaged_email.subject == (
+        f"[HITL] Kill switch engaged on account demo (#{second.pk}): Budget audit."
+    )
+
+    owner = login("policy-owner")
+    url = reverse("admin:policies_killswitch_change", args=[first.pk])
+    data = form_data(owner, url, engaged=False, change_reason="Tracking is back.")
+    answer = owner.post(url, data, follow=True)
+    console = [html.unescape(str(message)) for message in answer.context["messages"]]
+    assert any(
+        message.startswith(
+            f"Kill switch on account demo (#{first.pk}) released. Nothing it covered runs "
+            f"without a person yet: the kill switch on account demo (#{second.pk}) is still "
+            "engaged over all of it."
+        )
+        for message in console
+    ), console
+    # The proposal's page reads the first switch's finding as released, the second's as
+    # engaged, each its own.
+    page = owner.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    shown = html.unescape(page.content.decode())
+    assert f"The kill switch on account demo (#{first.pk}) was engaged when it was routed" in (
+        shown
+    )
+    assert f"The kill switch on account demo (#{second.pk}) is engaged: Budget audit." in shown
