@@ -90,6 +90,7 @@ from ledger.models import (
 from policies.engine import HOLD_RULE_LABELS, Rule, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
+    KILL_SWITCH_NAME_ENDS,
     kill_switch_last_run,
     kill_switch_named_in,
     kill_switch_names,
@@ -2383,7 +2384,9 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
             "verdict_held_by",
         ):
             reason = record["history_change_reason"] or ""
-            if reason.startswith(HELD_BACK_ANY) and any(held_back_by(reason, n) for n in names):
+            if reason.startswith(HELD_BACK_ANY) and any(
+                held_back_by(reason, f"{name}{KILL_SWITCH_NAME_ENDS}") for name in names
+            ):
                 sent.append(
                     SentToPerson(
                         record["id"],

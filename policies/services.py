@@ -496,6 +496,9 @@ def kill_switch_reason(switch: KillSwitch) -> str:
 
 
 _ENGAGED = " is engaged: "
+# What follows a switch's name in its finding (``kill_switch_reason``): a name looked for in
+# a reason ends there ("… on account demo" is not "… on account demo (#8)").
+KILL_SWITCH_NAME_ENDS = _ENGAGED
 
 
 # When a switch's finding was recorded with a proposal: as it was routed, or as it was about

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal
+from approvals.selectors import proposals_sent_by_kill_switch
 from approvals.services.decisions import proposal_approve
 from audit.actors import Actor, acting_as, changed_by
 from executors.runner import proposal_execute
@@ -721,9 +722,26 @@ def test_two_switches_engaged_on_one_account_are_named_apart_wherever_named(
     demo = Account.objects.get(external_id="demo")
     first = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
     deliver_due(first)
+    # Approved by a person while the first is engaged: it lets it run; the second holds it.
+    approved = evaluated(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    assert proposal_approve(proposal_id=approved.pk, reviewer=operator).status == "approved"
     second = KillSwitch.objects.create(scope="account", account=demo, reason="Budget audit.")
     proposal = evaluated(bid_adjustment("2.12"))
     deliver_due(second)
+    assert Proposal.objects.get(pk=approved.pk).verdict_reasons[0] == (
+        f"Held back before executing: the kill switch on account demo (#{second.pk}) is "
+        "engaged: Budget audit. A person must approve it again."
+    )
+    # What each sent to a person, as its history page counts it: the second held it back,
+    # not the first (which routed it to a person, as it was made).
+    held = {
+        switch.pk: {
+            each.proposal_id for each in proposals_sent_by_kill_switch(switch) if each.held_back
+        }
+        for switch in (first, second)
+    }
+    assert held == {first.pk: set(), second.pk: {approved.pk}}
 
     assert proposal.status == "pending_review"
     assert proposal.guardrail_findings["review"] == [
