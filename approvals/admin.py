@@ -416,12 +416,13 @@ class SentByKillSwitchFilter(OneRecordFilter):
 
 
 class HeldBackByKillSwitchFilter(OneRecordFilter):
-    """The approved proposals a kill switch held back before they ran (at the save that
-    engaged it, or at an attempt), sent back to a person to approve again: what the message
+    """The approved proposals a kill switch held back before they ran, or before their next
+    attempt after one that got no sure answer (at the save that engaged it, or at an
+    attempt), sent back to a person to approve again: what the message
     saying it was engaged counts as held back, linked to them. Its list of all it sent to a
     person (``?kill_switch=``) holds those it routed as they were made too."""
 
-    title = "kill switch that held it back before it ran"
+    title = "kill switch that held it back, approved, before it ran (or its next attempt)"
     parameter_name = "held_by_kill_switch"
     model = KillSwitch
     named = "kill switch"
