@@ -61,6 +61,7 @@ from approvals.selectors import (
     earlier_proposals_on_targets,
     ended_recorded_at,
     executions_keys,
+    failing_at_next_attempt,
     how_review_ended,
     last_failure,
     last_round,
@@ -1301,6 +1302,7 @@ class QueueChangeList(ConsoleChangeList):
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
         retrying = retries_awaited(self.result_list)
+        failing = failing_at_next_attempt(self.result_list)
         let_run = [proposal for proposal in self.result_list if proposal.status in LET_RUN_FROM]
         gone = no_longer_applies_each(let_run)
         guarded = guardrail_blocks_counting_approved(let_run, lock=False)
@@ -1308,6 +1310,7 @@ class QueueChangeList(ConsoleChangeList):
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.retry_awaited = retrying.get(proposal.pk, "")
+            proposal.fails_at_next_attempt = failing.get(proposal.pk, "")
             proposal.guardrail_refuses_now = guarded.get(proposal.pk, ())
             stopped = agent_stopped(proposal, agent_accounts) if proposal.pk in gone else ""
             proposal.let_run_refused_said = [
@@ -1590,7 +1593,13 @@ class ProposalAdmin(ReadOnlyAdmin):
         failure and when the next is due (``retries_awaited``, read for the page's rows)."""
         retrying = getattr(proposal, "retry_awaited", "")
         label = proposal.get_status_display()
-        return f"{label}: {retrying}" if retrying else label
+        label = f"{label}: {retrying}" if retrying else label
+        # Its next attempt fails it rather than run (``failing_at_next_attempt``): said, not
+        # "attempt 2 is due at …" alone, as if it were to run then.
+        failing = getattr(proposal, "fails_at_next_attempt", "")
+        if not failing:
+            return label
+        return format_html('{} <span class="fails-at-next-attempt">{}</span>', label, failing)
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
@@ -1944,6 +1953,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             "confidence_said": confidence_said(proposal),
             # Executing between attempts on its channel: the last one's failure, and the next.
             "retry_awaited": retries_awaited([proposal]).get(proposal.pk, ""),
+            # Approved, not yet carried out, above a hard ceiling of its policy lowered since:
+            # its next attempt fails it rather than run, as the runner judges it.
+            "fails_at_next_attempt": failing_at_next_attempt([proposal]).get(proposal.pk, ""),
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",

@@ -34,6 +34,7 @@ from approvals.models import (
 from approvals.selectors import (
     Retry,
     carried_out,
+    failing_at_next_attempt,
     next_attempts_due,
     proposal_get_for_agent,
     proposal_list_for_agent,
@@ -88,6 +89,7 @@ from hitlproject.validation import (
 )
 from hitlproject.vocabulary import (
     NOTE_MAX_LENGTH,
+    UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
 )
@@ -258,7 +260,7 @@ class VerdictOutput(serializers.Serializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_reasons(self, proposal: Proposal) -> list[str]:
-        return reasons_as_they_stand(proposal, proposal.verdict_reasons)
+        return _reasons_now(proposal)
 
     def get_routed_reasons(self, proposal: Proposal) -> list[str]:
         return reasons_as_they_stand(proposal, routing_reasons([proposal]).get(proposal.pk, []))
@@ -390,6 +392,19 @@ class ProposalOutput(serializers.Serializer):
         return _retries(retries_of([proposal]).get(proposal.pk, []))
 
 
+def _reasons_now(proposal: Proposal) -> list[str]:
+    """Its ``verdict.reasons`` as they stand (``reasons_as_they_stand``), first, for one
+    approved and not yet carried out that a hard ceiling of the policy that routed it,
+    lowered since, refuses now, that its next attempt fails it rather than run
+    (``failing_at_next_attempt``, as the runner judges it): its agent read only that attempt
+    2 was due, and that it still may execute."""
+    reasons = reasons_as_they_stand(proposal, proposal.verdict_reasons)
+    if proposal.status not in UNDER_WAY_STATUSES:
+        return reasons
+    failing = failing_at_next_attempt([proposal]).get(proposal.pk)
+    return [failing, *reasons] if failing else reasons
+
+
 def _execution(executions: list[Execution], next_attempt_at: datetime | None) -> dict | None:
     """The last attempt, as ``ExecutionOutput`` says it, with what the attempts so far did on
     the channel (``carried_out``) and when the next is due (``next_attempts_due``'s)."""
@@ -465,7 +480,7 @@ def proposal_body(
             "reasons": (
                 [str(reason) for reason in proposal.verdict_reasons]
                 if just_submitted
-                else reasons_as_they_stand(proposal, proposal.verdict_reasons)
+                else _reasons_now(proposal)
             ),
             "routed_reasons": (
                 routed.get(proposal.pk, [])

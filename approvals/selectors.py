@@ -74,6 +74,7 @@ from hitlproject.vocabulary import (
     CarriedOut,
     VerdictOutcome,
     and_joined,
+    fails_at_next_attempt_said,
     how_many,
     retry_check,
     retry_may_repeat,
@@ -2230,6 +2231,35 @@ def retries_awaited(proposals: Sequence[Proposal]) -> dict[int, str]:
             f"{attempt.error.rstrip('.')}; {when}"
         )
     return said
+
+
+def failing_at_next_attempt(proposals: Sequence[Proposal]) -> dict[int, str]:
+    """Of ``proposals``, each approved and not yet carried out (queued, or between attempts on
+    its channel: none with a request at its channel now) that the hard ceiling of the policy
+    that routed it, lowered since, refuses now, by id: that it fails at its next attempt
+    rather than run, and why (``fails_at_next_attempt_said``). Judged as the runner judges it
+    before each attempt (``hard_ceilings_lowered_since``, its ``_hard_ceilings_lowered``):
+    its page, its queue row and its agent read "attempt 2 is due at …", and "it still may
+    execute", while the policy's form said it fails then, and it did."""
+    queued = [p for p in proposals if p.status == ProposalStatus.APPROVED]
+    executing = [p for p in proposals if p.status == ProposalStatus.EXECUTING]
+    due = next_attempts_due(executing)  # none while an attempt is under way
+    waiting = queued + [p for p in executing if p.pk in due]
+    if not waiting:
+        return {}
+    refused = hard_ceilings_lowered_since(waiting)
+    if not refused:
+        return {}
+    sending = set(
+        Execution.objects.filter(
+            proposal_id__in=list(refused), status=ExecutionStatus.RUNNING
+        ).values_list("proposal_id", flat=True)
+    )
+    return {
+        pk: fails_at_next_attempt_said(reasons, due=console_time(due[pk]) if pk in due else "")
+        for pk, reasons in refused.items()
+        if pk not in sending
+    }
 
 
 _approval_said_reader: Callable[[Proposal], str] | None = None

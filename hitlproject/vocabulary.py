@@ -167,6 +167,19 @@ class HardCeilingFinding(str):
 # list of exactly those (its filter's heading, "By …", and its choice).
 NOT_YET_CARRIED_OUT = "not yet carried out (queued, or between attempts on {its} channel)"
 AT_NEXT_ATTEMPT = "at its next attempt rather than run"
+
+
+def fails_at_next_attempt_said(reasons: Sequence[str], *, due: str = "") -> str:
+    """What becomes of one such proposal (approved, not yet carried out) that the hard ceiling
+    of the policy that routed it refuses now (``reasons``: ``hard_ceilings_lowered_since``'s),
+    said where a person or its agent reads what comes next of it: "The hard ceiling of the
+    policy that routed it refuses it now: …. It fails at its next attempt (due 15:55:34 UTC)
+    rather than run." ``due``: when that attempt is due, if known (one between attempts on
+    its channel); none said for one queued."""
+    when = f" (due {due})" if due else ""
+    return f"{refusal_said(reasons)} It fails at its next attempt{when} rather than run."
+
+
 FAILING_AT_NEXT_ATTEMPT_TITLE = "hard ceiling that fails it at its next attempt"
 
 

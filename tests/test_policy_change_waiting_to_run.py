@@ -18,9 +18,11 @@ from django.urls import reverse
 from django.utils.timezone import now
 
 from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.selectors import next_attempts_due
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
+from hitlproject.formats import console_time
 from hitlproject.vocabulary import EXECUTION_FAILED
 from ledger.models import Campaign
 from policies.models import Policy
@@ -466,3 +468,62 @@ def test_the_form_reads_them_in_as_many_statements_however_many_there_are(owner)
     assert "Of them, 12 approved proposals are above its hard ceiling already" in said
     assert f"#{queued[9].pk} and 2 more. Each fails at its next attempt rather than run." in said
     assert "Of them, 2 approved proposals are above" in read(owner.get(change_url(policy)))
+
+
+def queue_row(client, proposal) -> str:
+    """The proposal's row in the queue (every status), as its reader reads it."""
+    page = client.get(reverse("admin:approvals_proposal_changelist") + "?status=all")
+    row = re.search(
+        rf"<tr[^>]*>(?:(?!</tr>).)*?/{proposal.pk}/change/(?:(?!</tr>).)*</tr>", page.text, re.S
+    )
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", row.group(0)))).strip()
+
+
+def due_said(proposal) -> str:
+    return console_time(next_attempts_due([ran(proposal)])[proposal.pk])
+
+
+def test_one_waiting_to_run_above_a_ceiling_lowered_since_says_its_next_attempt_fails_it(
+    channel, owner, login, agent_client
+):
+    """Approved at 28%, queued or between attempts on its channel (a 503), above a hard
+    ceiling its policy's owner lowered to 20% since: its page and its queue row read
+    "attempt 2 is due at …" alone, its agent "it still may", while the policy's form said it
+    fails at its next attempt rather than run, and it did. Each says so now, in the runner's
+    words, with when that attempt is due."""
+    channel(503, 200)
+    between = approved_28()
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.EXECUTING  # 503
+    queued = approved(evaluated(reallocation("250.00")))
+    runs = approved(evaluated(reallocation("150.00")))
+    saved(owner, reallocations(), block_above_magnitude="20")
+
+    due = due_said(between)
+    fails_between = f"{REFUSED} It fails at its next attempt (due {due}) rather than run."
+    fails_queued = (
+        f"{REFUSED.replace('28.0%', '25.0%')} It fails at its next attempt rather than run."
+    )
+    operator = login("operator")
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[between.pk]))
+    assert f"attempt 2 is due at {due} · {fails_between}" in status_line(page)
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[queued.pk]))
+    assert status_line(page) == f"Approved · {fails_queued}"
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[runs.pk]))
+    assert "fails at its next attempt" not in status_line(page)
+    assert fails_between in queue_row(operator, between)
+    assert fails_queued in queue_row(operator, queued)
+    assert "fails at its next attempt" not in queue_row(operator, runs)
+
+    api = agent_client("optimizer")
+    assert api.get(f"/api/v1/proposals/{between.pk}/").json()["verdict"]["reasons"][0] == (
+        fails_between
+    )
+    listed = {p["id"]: p for p in api.get("/api/v1/proposals/").json()["results"]}
+    assert listed[queued.pk]["verdict"]["reasons"][0] == fails_queued
+    assert "fails at its next attempt" not in " ".join(listed[runs.pk]["verdict"]["reasons"])
+
+    # As said: each fails at its next attempt; the other runs.
+    next_attempt_due(between)
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.FAILED
+    assert proposal_execute(proposal_id=queued.pk).status == ProposalStatus.FAILED
+    assert proposal_execute(proposal_id=runs.pk).status == ProposalStatus.EXECUTED
