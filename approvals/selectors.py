@@ -234,6 +234,29 @@ def _first_named(proposals: QuerySet[Proposal]) -> tuple[int, ...]:
     return tuple(proposals.order_by("pk").values_list("pk", flat=True)[:APPROVED_NAMED])
 
 
+def routed_still_there(
+    policy_id: int, *, agent_id, agent_kind: str, account_id, channel: str
+) -> list[int]:
+    """The proposals the policy routed in part of its scope (another policy decides there
+    now, for what is proposed from now on: ``policies_deciding_instead``'s overlap, blank
+    where any) that are still its own: waiting for a person, or approved and not yet carried
+    out (``approved_under_way``), the first few by id. Its hard ceilings hold for them (a
+    person's approval refused, the next attempt failed: ``hard_ceilings_lowered_since``), as
+    they did for #1-#3 while its page said none of its settings held there."""
+    still = Proposal.objects.filter(
+        verdict_policy_id=policy_id, status=ProposalStatus.PENDING_REVIEW
+    ) | approved_under_way(policy_id)
+    if agent_id is not None:
+        still = still.filter(agent_id=agent_id)
+    if agent_kind:
+        still = still.filter(agent__kind=agent_kind)
+    if account_id is not None:
+        still = still.filter(account_id=account_id)
+    if channel:
+        still = still.filter(account__channel=channel)
+    return list(still.order_by("pk").values_list("pk", flat=True)[: APPROVED_NAMED + 1])
+
+
 def waiting_under_policy(
     policy_id: int, *, rule: Rule | None = None, draft: Rule | None = None
 ) -> WaitingUnderPolicy:

@@ -37,6 +37,7 @@ from approvals.selectors import (
     proposals_let_past_kill_switch,
     proposals_sent_by_kill_switch,
     proposals_under_way,
+    routed_still_there,
     waiting_under_policy,
 )
 from approvals.services.proposals import proposal_dry_run
@@ -69,6 +70,7 @@ from hitlproject.vocabulary import (
     SIMULATED_ROW_LABELS,
     SIMULATED_ROWS,
     VerdictOutcome,
+    and_joined,
     as_sentence,
     how_many,
 )
@@ -482,14 +484,36 @@ def _hard_ceiling_there(policy: Policy, other: Policy, name: str) -> str:
     if theirs is None:
         return (
             f"This policy's {label} of {text(mine)} does not hold there, and that policy has "
-            f"none: a change above {text(mine)} there is not blocked."
+            f"none: a change above {text(mine)} proposed there is not blocked."
         )
     if theirs > mine:
         return (
             f"This policy's {label} of {text(mine)} does not hold there, and that policy's is "
-            f"{text(theirs)}: a change between the two there is not blocked."
+            f"{text(theirs)}: a change between the two proposed there is not blocked."
         )
     return f"That policy's own {label}, {text(theirs)}, blocks there."
+
+
+def _routed_still_there_said(policy: Policy, each: DecidesInstead, *, after: bool) -> str:
+    """The proposals ``policy`` routed where ``each`` decides instead now that are still its
+    own (``routed_still_there``): its settings hold for them. "" if none."""
+    ids = routed_still_there(
+        policy.pk,
+        agent_id=each.agent.pk if each.agent is not None else None,
+        agent_kind=each.agent_kind,
+        account_id=each.account.pk if each.account is not None else None,
+        channel=each.channel,
+    )
+    if not ids:
+        return ""
+    named = and_joined([f"#{pk}" for pk in ids[:APPROVED_NAMED]])
+    if len(ids) > APPROVED_NAMED:
+        named = f"{', '.join(f'#{pk}' for pk in ids[:APPROVED_NAMED])} and more"
+    what = "this change holds" if after else "this policy's settings hold"
+    return (
+        f"What this policy routed there before, still waiting for a person or approved and "
+        f"not yet carried out ({named}), stays this policy's: {what} for it."
+    )
 
 
 def decided_instead_said(
@@ -502,9 +526,11 @@ def decided_instead_said(
     lines = []
     for each in deciding:
         other = each.policy
+        # It decides what is proposed there from now on; what this policy routed there
+        # already stays this policy's (its hard ceilings hold for it), said apart.
         said = format_html(
             'For {}, <a href="{}">“{}”</a> (#{}, priority {}) decides instead, as the more '
-            "specific policy: {} there.",
+            "specific policy, for what is proposed there from now on: {} for it.",
             overlap_said(each),
             reverse("admin:policies_policy_change", args=[other.pk]),
             other,
@@ -516,6 +542,8 @@ def decided_instead_said(
             for name in HARD_CEILINGS:
                 if there := _hard_ceiling_there(policy, other, name):
                     said = format_html("{} {}", said, there)
+        if still := _routed_still_there_said(policy, each, after=after):
+            said = format_html("{} {}", said, still)
         lines.append(said)
     if lines:
         lines.append(

@@ -15,11 +15,13 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, AgentKind
+from executors.runner import proposal_execute
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policies_deciding_instead
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
+from tests.test_policy_change_waiting_to_run import approved, ran
 from tests.test_policy_tuning import form_data
 
 
@@ -77,9 +79,10 @@ def test_a_hard_ceiling_saved_says_where_a_more_specific_policy_decides_without_
     assert "Hard ceiling: — → 50%" in said
     assert (
         f"For agent “optimizer” on account “demo”, “Bid adjustments: optimizer on demo” "
-        f"(#{copy.pk}, priority 0) decides instead, as the more specific policy: this change "
-        "does not hold there. This policy's hard ceiling of 50% does not hold there, and that "
-        "policy has none: a change above 50% there is not blocked."
+        f"(#{copy.pk}, priority 0) decides instead, as the more specific policy, for what is "
+        "proposed there from now on: this change does not hold for it. This policy's hard "
+        "ceiling of 50% does not hold there, and that policy has none: a change above 50% "
+        "proposed there is not blocked."
     ) in said
     assert "to have it hold there too, make it on each of them as well" in said
     assert f'href="{reverse("admin:policies_policy_change", args=[copy.pk])}"' in str(
@@ -95,9 +98,9 @@ def test_a_hard_ceiling_saved_says_where_a_more_specific_policy_decides_without_
     assert (
         "Where another policy decides instead: For agent “optimizer” on account “demo”, "
         f"“Bid adjustments: optimizer on demo” (#{copy.pk}, priority 0) decides instead, as the "
-        "more specific policy: none of this policy's settings hold there. This policy's hard "
-        "ceiling of 50% does not hold there, and that policy has none: a change above 50% "
-        "there is not blocked."
+        "more specific policy, for what is proposed there from now on: none of this policy's "
+        "settings hold for it. This policy's hard ceiling of 50% does not hold there, and that "
+        "policy has none: a change above 50% proposed there is not blocked."
     ) in page
 
 
@@ -118,7 +121,7 @@ def test_a_more_specific_policy_with_a_higher_hard_ceiling_lets_a_change_between
 
     assert (
         "This policy's hard ceiling of 50% does not hold there, and that policy's is 80%: a "
-        "change between the two there is not blocked."
+        "change between the two proposed there is not blocked."
     ) in said
 
 
@@ -133,7 +136,7 @@ def test_a_save_that_changes_no_routing_setting_says_nothing_of_them(owner):
     assert "What changed: Description" in " ".join(messages_of(saved))
     assert not any("decides instead" in message for message in messages_of(saved))
     # Its page still says so, for the next change.
-    assert "decides instead, as the more specific policy" in text_of(owner.get(change))
+    assert "decides instead, as the more specific policy," in text_of(owner.get(change))
 
 
 def test_a_policy_of_an_agent_kind_is_told_an_account_s_policy_decides_its_agents_there(owner):
@@ -186,3 +189,55 @@ def test_the_policy_list_marks_a_live_policy_that_does_not_decide_all_of_its_sco
     ) in row
     copy_row = next(row for row in listed.split("<tr") if ">Bid adjustments: optimizer" in row)
     assert 'class="field-state">Live</td>' in copy_row
+
+
+def test_what_the_policy_routed_there_before_the_copy_is_said_to_stay_its_own(owner):
+    """Three bids of about +6% by optimizer on demo, approved under "Bid adjustments" before the
+    narrower copy existed, queued. The save lowering its hard ceiling to 5% said they fail at
+    their next attempt, and, of the same agent and account, that the copy decides instead and
+    that "this change does not hold there": they did fail. The copy decides what is proposed
+    there from now on; what this policy routed there already stays its own, and is said so."""
+    queued = [
+        approved(evaluated(bid_adjustment(bid, campaign)))
+        for bid, campaign in (
+            ("2.12", "brand-search"),
+            ("1.59", "generic-search"),
+            ("0.85", "display-retarget"),
+        )
+    ]
+    assert {ran(proposal).status for proposal in queued} == {"approved"}
+    copy = copy_for_optimizer_on_demo()
+    change = reverse("admin:policies_policy_change", args=[bids().pk])
+
+    saved = owner.post(
+        change,
+        form_data(
+            owner,
+            change,
+            auto_execute_max_magnitude="4",
+            block_above_magnitude="5",
+            change_reason="Nothing above 5%.",
+        ),
+        follow=True,
+    )
+
+    said = " ".join(messages_of(saved))
+    ids = [f"#{proposal.pk}" for proposal in queued]
+    named = f"{ids[0]}, {ids[1]} and {ids[2]}"
+    assert f"{named}. Each fails at its next attempt rather than run." in said
+    assert (
+        f"“Bid adjustments: optimizer on demo” (#{copy.pk}, priority 0) decides instead, as the "
+        "more specific policy, for what is proposed there from now on: this change does not "
+        "hold for it."
+    ) in said
+    assert (
+        "What this policy routed there before, still waiting for a person or approved and not "
+        f"yet carried out ({named}), stays this policy's: this change holds for it."
+    ) in said
+    page = text_of(owner.get(change))
+    assert f"({named}), stays this policy's: this policy's settings hold for it." in page
+    # As said: each fails at its next attempt.
+    for proposal in queued:
+        assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    # Carried out (failed), none is this policy's there any more: nothing more said of them.
+    assert "stays this policy's" not in text_of(owner.get(change))
