@@ -230,7 +230,9 @@ class VerdictOutput(serializers.Serializer):
         "A reason that a proposal approved ahead of it was about to change the same value "
         "first reads as it stands now: where that one has not run and is no longer about to "
         "(sent back to a person, failed, decided otherwise), it says so, and whether it may "
-        "still supersede this one."
+        "still supersede this one. One approved and not yet carried out that a hard ceiling "
+        "of the policy that routed it, lowered since, refuses now: first, that its next "
+        "attempt fails it rather than run."
     )
     routed_reasons = serializers.SerializerMethodField(
         help_text="Why it went where it did (outcome): the reasons of the verdict that "

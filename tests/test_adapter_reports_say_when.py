@@ -60,3 +60,29 @@ def test_one_the_platform_tries_again_says_an_attempt_already_sent_may_have_run(
         "being due at 2026-12-07T15:20:00Z. An attempt already sent to the channel got no "
         "answer that says whether the channel carried it out: it may have been." in message
     )
+
+
+def test_one_whose_next_attempt_a_lowered_hard_ceiling_fails_is_not_said_to_still_run():
+    """The platform says first among its reasons that its next attempt fails it (a hard
+    ceiling of its policy lowered since): the model read "the platform tries it again by
+    itself, attempt 2 being due at …" and "it still may" execute."""
+    fails = (
+        "The hard ceiling of the policy that routed it refuses it now: A 6.0% change to "
+        "brand-search's bid is above the 5.0% hard ceiling of policy “Bid adjustments”. It "
+        "fails at its next attempt (due 2026-12-07 15:20:00 UTC) rather than run."
+    )
+    failing = proposal(
+        "executing",
+        {"outcome": "auto_approve", "reasons": [fails, "Within the ceiling."]},
+        {"status": "failed", "attempt": 1, "error": "HTTP 503", "carried_out": "no",
+         "next_attempt_at": "2026-12-07T15:20:00Z"},
+    )  # fmt: skip
+
+    message = outcome_report(failing)["message"]
+
+    assert (
+        "it has not executed yet, and its next attempt fails it rather than run it, as said "
+        f"below. Attempt 1 failed: HTTP 503. {fails} Within the ceiling."
+    ) in message
+    assert "still may" not in message and "tries it again by itself" not in message
+    assert fails in message

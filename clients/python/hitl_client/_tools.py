@@ -612,6 +612,12 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         next_at, next_said = next_attempt_told(proposal)
         if next_at is not None:
             report["next_attempt_at"] = next_at
+        # The platform says, first among its reasons, where its next attempt fails it rather
+        # than run (a hard ceiling of the policy that routed it lowered since): then it is not
+        # said to be tried again, nor that it still may execute.
+        failing = _fails_at_next_attempt(report["reasons"])
+        if failing and next_at is not None:
+            next_said = next_said.split("; the platform tries it again by itself")[0] + "."
         routed, routed_said = routed_told(proposal)
         if routed is not None:
             report["routed_reasons"] = routed
@@ -620,8 +626,13 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
             filter(
                 None,
                 [
-                    f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it "
-                    "still may: do not propose it again.",
+                    (
+                        f"Proposal #{proposal.id} {waiting}; it has not executed yet, and its "
+                        "next attempt fails it rather than run it, as said below."
+                        if failing
+                        else f"Proposal #{proposal.id} {waiting}; it has not executed yet, but "
+                        "it still may: do not propose it again."
+                    ),
                     _retries_said(proposal).strip() if retry is not None else "",
                     edit_said,
                     approvals["message"] if approvals else "",
@@ -642,6 +653,16 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         # one that did not execute here means it ran, or may have, there.
         report["carried_out"] = _carried_out(proposal)
     return report
+
+
+def _fails_at_next_attempt(reasons: list[str]) -> bool:
+    """Whether the platform says, among the proposal's reasons (``verdict.reasons``), that
+    its next attempt fails it rather than run: "… It fails at its next attempt (due …) rather
+    than run."."""
+    return any(
+        "It fails at its next attempt" in reason and reason.endswith("rather than run.")
+        for reason in reasons
+    )
 
 
 def may_have_run(report: Mapping[str, Any]) -> bool:
