@@ -1599,7 +1599,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         failing = getattr(proposal, "fails_at_next_attempt", "")
         if not failing:
             return label
-        return format_html('{} <span class="fails-at-next-attempt">{}</span>', label, failing)
+        return format_html('{} · <span class="fails-at-next-attempt">{}</span>', label, failing)
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:

@@ -510,7 +510,7 @@ def test_one_waiting_to_run_above_a_ceiling_lowered_since_says_its_next_attempt_
     assert status_line(page) == f"Approved · {fails_queued}"
     page = operator.get(reverse("admin:approvals_proposal_change", args=[runs.pk]))
     assert "fails at its next attempt" not in status_line(page)
-    assert fails_between in queue_row(operator, between)
+    assert f"attempt 2 is due at {due} · {fails_between}" in queue_row(operator, between)
     assert fails_queued in queue_row(operator, queued)
     assert "fails at its next attempt" not in queue_row(operator, runs)
 
