@@ -394,17 +394,20 @@ class ProposalOutput(serializers.Serializer):
         return _retries(retries_of([proposal]).get(proposal.pk, []))
 
 
-def _reasons_now(proposal: Proposal) -> list[str]:
+def _reasons_now(proposal: Proposal, failing: Mapping[int, str] | None = None) -> list[str]:
     """Its ``verdict.reasons`` as they stand (``reasons_as_they_stand``), first, for one
     approved and not yet carried out that a hard ceiling of the policy that routed it,
     lowered since, refuses now, that its next attempt fails it rather than run
-    (``failing_at_next_attempt``, as the runner judges it): its agent read only that attempt
-    2 was due, and that it still may execute."""
+    (``failing_at_next_attempt``, as the runner judges it; ``failing``: read once for a page
+    of proposals): its agent read only that attempt 2 was due, and that it still may
+    execute."""
     reasons = reasons_as_they_stand(proposal, proposal.verdict_reasons)
     if proposal.status not in UNDER_WAY_STATUSES:
         return reasons
-    failing = failing_at_next_attempt([proposal]).get(proposal.pk)
-    return [failing, *reasons] if failing else reasons
+    if failing is None:
+        failing = failing_at_next_attempt([proposal])
+    fails = failing.get(proposal.pk)
+    return [fails, *reasons] if fails else reasons
 
 
 def _execution(executions: list[Execution], next_attempt_at: datetime | None) -> dict | None:
@@ -460,14 +463,15 @@ def proposal_body(
     retried: Mapping[int, list[Retry]] | None = None,
     routed: Mapping[int, list[str]] | None = None,
     due: Mapping[int, datetime] | None = None,
+    failing: Mapping[int, str] | None = None,
 ) -> dict:
     """The API's view of a proposal, as ``ProposalOutput`` describes it (its schema), built
     directly: the submission path answers thousands a second, and a serializer per item
     would cost more than everything else. One just submitted has no decisions, executions
     or outcomes yet, so it is answered without asking the database for them. ``proposed``,
-    ``retried``, ``routed`` and ``due``: ``proposed_payloads``, ``retries_of``,
-    ``routing_reasons`` and ``next_attempts_due`` of a page of proposals, read once for all
-    of them."""
+    ``retried``, ``routed``, ``due`` and ``failing``: ``proposed_payloads``, ``retries_of``,
+    ``routing_reasons``, ``next_attempts_due`` and ``failing_at_next_attempt`` of a page of
+    proposals, read once for all of them."""
     verdict = None
     if proposal.verdict_outcome:
         routed_by = routing_policy_ref(proposal)
@@ -482,7 +486,7 @@ def proposal_body(
             "reasons": (
                 [str(reason) for reason in proposal.verdict_reasons]
                 if just_submitted
-                else _reasons_now(proposal)
+                else _reasons_now(proposal, failing)
             ),
             "routed_reasons": (
                 routed.get(proposal.pk, [])
@@ -764,9 +768,12 @@ class ProposalCollectionApi(IdempotentAPIView):
         page = paginator.paginate_queryset(queryset, request, view=self)
         proposed, retried = proposed_payloads(page), retries_of(page)
         routed, due = routing_reasons(page), next_attempts_due(page)
+        failing = failing_at_next_attempt(page)
         return paginator.get_paginated_response(
             [
-                proposal_body(p, proposed=proposed, retried=retried, routed=routed, due=due)
+                proposal_body(
+                    p, proposed=proposed, retried=retried, routed=routed, due=due, failing=failing
+                )
                 for p in page
             ]
         )

@@ -527,3 +527,27 @@ def test_one_waiting_to_run_above_a_ceiling_lowered_since_says_its_next_attempt_
     assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.FAILED
     assert proposal_execute(proposal_id=queued.pk).status == ProposalStatus.FAILED
     assert proposal_execute(proposal_id=runs.pk).status == ProposalStatus.EXECUTED
+
+
+def test_the_agent_s_list_asks_whether_each_fails_once_for_the_page(owner, agent_client):
+    """Whether an approved proposal's next attempt fails it (a hard ceiling lowered since)
+    was asked one proposal at a time as the list built each one's ``verdict.reasons``: a page
+    of four approved ones read more than a page of one. The newest fails, the others run."""
+    for _ in range(3):
+        approved(evaluated(reallocation("150.00")))  # 15%: under the ceiling set below
+    failing = approved(evaluated(reallocation("250.00")))
+    saved(owner, reallocations(), block_above_magnitude="20")
+    api = agent_client("optimizer")
+
+    def listed(page_size: int) -> tuple[int, list[dict]]:
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(f"/api/v1/proposals/?page_size={page_size}")
+        return len(queries), response.json()["results"]
+
+    (one, short), (four, long) = listed(1), listed(4)
+    fails = "fails at its next attempt rather than run."
+    assert [(p["id"], p["verdict"]["reasons"][0].endswith(fails)) for p in short] == [
+        (failing.pk, True)
+    ]
+    assert [fails in " ".join(p["verdict"]["reasons"]) for p in long] == [True, False, False, False]
+    assert four <= one  # a page of one also reads whether a next page follows
