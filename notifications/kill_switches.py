@@ -28,7 +28,12 @@ from hitlproject.vocabulary import as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
-from policies.services import kill_switch_called, kill_switch_last_run, kill_switches_still_over
+from policies.services import (
+    kill_switch_called,
+    kill_switch_last_move,
+    kill_switch_last_run,
+    kill_switches_still_over,
+)
 
 # A switch's message goes this long after the save, drawn then: the figures say what it did
 # by then (what its save held back at once, what it sent to a person since, what a person let
@@ -213,7 +218,7 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         )
         on = notification.about
     paragraphs = [
-        f"{released_on} It had been engaged since {console_time(since)}{engaged_by}: {reason}",
+        f"{released_on} {_had_been_said(switch, since=since, engaged_by=engaged_by)}: {reason}",
         kill_switches_still_over(covered or switch, besides=switch.pk).said(
             nothing="Nothing it covered",
             runs_again="What it covered runs as its policies say again",
@@ -229,6 +234,20 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         headline=f"Kill switch released on {on}",
         paragraphs=tuple(paragraphs),
         links=tuple(links),
+    )
+
+
+def _had_been_said(switch: KillSwitch, *, since: datetime, engaged_by: str) -> str:
+    """Since when a released switch had been engaged and by whom, and, moved while engaged,
+    since when it had covered what it covered then, off what and by whom
+    (``kill_switch_last_move``): the move is not said as its engaging."""
+    engaging, _ = kill_switch_last_run(switch)
+    moved = kill_switch_last_move(switch, engaging=engaging)
+    if moved is None:
+        return f"It had been engaged since {console_time(since)}{engaged_by}"
+    return (
+        f"It had been on {switch.scope_in_words()} since {console_time(moved.at)} (moved from "
+        f"{moved.moved_from} by {moved.by}); engaged since {console_time(since)}{engaged_by}"
     )
 
 

@@ -672,13 +672,47 @@ def kill_switch_engaged_since(switch: KillSwitch) -> datetime:
 
 
 @dataclass(frozen=True)
+class KillSwitchMove:
+    """A switch moved while engaged to cover something else: when, by whom, off what (in
+    words, as ``KillSwitch.scope_in_words`` said it then)."""
+
+    at: datetime
+    by: str
+    moved_from: str
+
+
+def kill_switch_last_move(switch: KillSwitch, *, engaging: Any) -> KillSwitchMove | None:
+    """The last save of the switch's run from ``engaging`` (its last engaging's record,
+    ``kill_switch_last_run``) that changed what it covers, by its history; None where none
+    did: what it covers now, it has covered since then, not since it was engaged."""
+    if engaging is None:
+        return None
+    records = switch.history.filter(history_id__gte=engaging.history_id, engaged=True).order_by(
+        "history_id"
+    )
+    moved, before = None, None
+    for record in records.select_related("account")[:200]:
+        covers = (record.scope, record.account_id, record.channel)
+        if before is not None and covers != (before.scope, before.account_id, before.channel):
+            moved = KillSwitchMove(
+                at=record.history_date,
+                by=changed_by(record),
+                moved_from=before.instance.scope_in_words(),
+            )
+        before = record
+    return moved
+
+
+@dataclass(frozen=True)
 class EngagedKillSwitch:
-    """An engaged kill switch as the dashboard says it: over what, since when, by whom."""
+    """An engaged kill switch as the dashboard says it: over what, since when, by whom, and
+    (``moved``) since when over that, where it was moved there while engaged."""
 
     switch: KillSwitch
     scope: str
     since: datetime
     engaged_by: str
+    moved: KillSwitchMove | None = None
 
 
 def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
@@ -693,6 +727,7 @@ def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
                 scope=switch.scope_in_words(),
                 since=engaging.history_date if engaging else switch.updated_at,
                 engaged_by=changed_by(engaging) if engaging else "not recorded",
+                moved=kill_switch_last_move(switch, engaging=engaging),
             )
         )
     return sorted(engaged, key=lambda found: (found.since, found.switch.pk))

@@ -776,3 +776,45 @@ def test_two_switches_engaged_on_one_account_are_named_apart_wherever_named(
         shown
     )
     assert f"The kill switch on account demo (#{second.pk}) is engaged: Budget audit." in shown
+
+
+def test_a_switch_moved_while_engaged_is_said_moved_on_the_dashboard_and_in_its_release(
+    demo_world, mailoutbox, login
+):
+    """Engaged on account acme by the policy owner, then moved to account demo: the dashboard
+    read "On account demo, engaged by policy-owner (person) since <when engaged on acme>" and
+    the release's email "The kill switch on account demo was released … It had been engaged
+    since <then>", as if engaged on demo then. Now each says since when it is on demo, moved
+    from acme by whom, and since when and by whom it is engaged."""
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    with acting_as(Actor.for_user(get_user_model().objects.get(username="policy-owner"))):
+        switch = KillSwitch.objects.create(scope="account", account=elsewhere, reason=OUTAGE)
+    engaged_at = console_time(switch.history.earliest("history_id").history_date)
+    switch.account = Account.objects.get(external_id="demo")
+    with acting_as(Actor.system("data script")):
+        switch.save()
+    moved = switch.history.latest("history_id")
+    moved_at, moved_by = console_time(moved.history_date), changed_by(moved)
+    switch.reason = OUTAGE + " "  # its reason edited since: no move
+    switch.save()
+
+    said = switch_on_dashboard(login)
+    assert said.startswith(
+        f"On account demo since {moved_at} (moved from account acme by {moved_by}); "
+        f"engaged since {engaged_at} by policy-owner (person): {OUTAGE}"
+    ), said
+
+    deliver_due(switch)
+    mailoutbox.clear()
+    switch.engaged = False
+    switch.save()
+    deliver_due(switch)
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    said = " ".join(email.body.split())
+    assert re.search(
+        f"The kill switch on account demo was released by .+ at {TIME}. It had been on "
+        f"account demo since {re.escape(moved_at)} \\(moved from account acme by "
+        f"{re.escape(moved_by)}\\); engaged since {re.escape(engaged_at)} by policy-owner "
+        f"\\(person\\): {re.escape(OUTAGE)}",
+        said,
+    ), said
