@@ -55,6 +55,8 @@ from hitlproject.formats import console_time
 from hitlproject.vocabulary import READ_PERMISSION, how_many
 from notifications.carriers import channel_for
 from notifications.models import (
+    SWITCH_MOVED_ONTO,
+    SWITCH_MOVED_ONTO_LABEL,
     UPDATE_NOTES,
     Claim,
     Delivery,
@@ -538,6 +540,33 @@ class NotificationStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         return queryset
 
 
+class NotificationKindFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The outbox by kind, a kill switch's message saying it was moved onto what its reader
+    is told of (of kind "engaged", with what it covered before) apart from one saying it was
+    engaged: the list filed those under "A kill switch was engaged", and offered no "moved"."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        engaged = NotificationKind.SWITCH_ENGAGED
+        said = []
+        for value, label in NotificationKind.choices:
+            said.append((value, label))
+            if value == engaged:
+                said.append((SWITCH_MOVED_ONTO, SWITCH_MOVED_ONTO_LABEL))
+        return said
+
+    def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
+        engaged = NotificationKind.SWITCH_ENGAGED
+        if self.value() == engaged:
+            return queryset.filter(kind=engaged, about="")
+        if self.value() == SWITCH_MOVED_ONTO:
+            return queryset.filter(kind=engaged).exclude(about="")
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
     """The outbox: every message to a person, as it was sent (or why it was not)."""
@@ -555,7 +584,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "created_at",
         "sent_at",
     ]
-    list_filter = [NotificationStatusFilter, "channel", "kind"]
+    list_filter = [NotificationStatusFilter, "channel", NotificationKindFilter]
     # Its proposal with it: a held message says whether it will still go (``due_said``).
     list_select_related = ["recipient", "proposal"]
     raw_id_fields = ["proposal", "kill_switch", "route", "updates"]
@@ -577,6 +606,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "status": "status_shown",
         "review_round": "review_round_said",
         "in_digest": "in_digest_said",
+        "kind": "kind_said",
     }
 
     @admin.display(description="review round")
@@ -589,6 +619,10 @@ class NotificationAdmin(ReadOnlyAdmin):
         if notification.review_round == 0:
             return "none: its policy let it run without a person"
         return str(notification.review_round)
+
+    @admin.display(description="kind")
+    def kind_said(self, notification: Notification) -> str:
+        return notification.kind_said
 
     @admin.display(description="sent with")
     def in_digest_said(self, notification: Notification) -> str:

@@ -126,6 +126,11 @@ class NotificationKind(models.TextChoices):
     SWITCH_MOVED = "switch_moved", "A kill switch no longer covers what it did"
 
 
+# A switch's message of kind "engaged" telling its reader it was moved onto what they are
+# told of (its ``about``: what it covered before): as the outbox says and filters it.
+SWITCH_MOVED_ONTO = "switch_moved_onto"
+SWITCH_MOVED_ONTO_LABEL = "A kill switch was moved"
+
 # The kinds of message about a kill switch rather than a proposal.
 KILL_SWITCH_KINDS = (
     NotificationKind.SWITCH_ENGAGED,
@@ -298,6 +303,18 @@ class Notification(models.Model):
         """What the message is, in words: its kind and, for an update, what it was for."""
         if self.kind == NotificationKind.UPDATE and self.about:
             return f"Update of a message sent: {self.about}"
+        return self.kind_said
+
+    @property
+    def kind_said(self) -> str:
+        """Its kind in words; a kill switch's message about a move says the move, from what
+        it covered (``about``): told it is engaged on what it was moved onto, "A kill switch
+        was moved (from account acme)", not "A kill switch was engaged"; told it no longer
+        covers what it was moved off, which."""
+        if self.about and self.kind == NotificationKind.SWITCH_ENGAGED:
+            return f"{SWITCH_MOVED_ONTO_LABEL} (from {self.about})"
+        if self.about and self.kind == NotificationKind.SWITCH_MOVED:
+            return f"A kill switch was moved off {self.about}: it no longer covers it"
         return self.get_kind_display()
 
     @property

@@ -818,3 +818,53 @@ def test_a_switch_moved_while_engaged_is_said_moved_on_the_dashboard_and_in_its_
         f"\\(person\\): {re.escape(OUTAGE)}",
         said,
     ), said
+
+
+def outbox_rows(client, query: str = "") -> dict[int, str]:
+    """The outbox's rows, each message's id with what its list says it is."""
+    page = client.get("/admin/notifications/notification/" + query)
+    assert page.status_code == 200
+    rows = re.findall(
+        r'<a href="/admin/notifications/notification/(\d+)/change/[^"]*">.*?'
+        r'<td [^>]*class="field-what">(.*?)</td>',
+        page.content.decode(),
+        re.S,
+    )
+    return {int(pk): html.unescape(" ".join(what.split())) for pk, what in rows}
+
+
+def test_the_outbox_says_a_moved_switchs_message_was_moved_and_filters_it_apart(demo_world, login):
+    """Engaged on account acme, moved to account demo (whose operators are told), then
+    moved to channel Meta (which tells them it no longer covers demo): the outbox filed the
+    "Kill switch moved to account demo" email under "A kill switch was engaged", and its kind
+    filter had no "moved". Now its list and its page say "A kill switch was moved (from
+    account acme)", and the filter lists "A kill switch was moved" apart from "engaged"."""
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    engaged = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    switch = KillSwitch.objects.create(scope="account", account=elsewhere, reason=OUTAGE)
+    switch.account = Account.objects.get(external_id="demo")
+    switch.save()
+    switch.scope, switch.account, switch.channel = "channel", None, "meta"
+    switch.save()
+    told = Notification.objects.filter(recipient__username="operator", channel="email")
+    engaged_id = told.get(kill_switch=engaged).pk
+    moved_onto_id = told.get(kill_switch=switch, kind="switch_engaged").pk
+    moved_off_id = told.get(kill_switch=switch, kind="switch_moved").pk
+    auditor = login("auditor")
+
+    rows = outbox_rows(auditor)
+    assert rows[engaged_id] == "A kill switch was engaged"
+    assert rows[moved_onto_id] == "A kill switch was moved (from account acme)"
+    assert rows[moved_off_id] == (
+        "A kill switch was moved off account demo: it no longer covers it"
+    )
+    page = auditor.get(f"/admin/notifications/notification/{moved_onto_id}/change/")
+    assert "A kill switch was moved (from account acme)" in html.unescape(page.content.decode())
+
+    filters = html.unescape(auditor.get("/admin/notifications/notification/").content.decode())
+    assert 'href="?kind=switch_moved_onto"' in filters
+    assert "A kill switch was moved</a>" in filters
+    moved_onto = outbox_rows(auditor, "?kind=switch_moved_onto")
+    assert moved_onto_id in moved_onto and engaged_id not in moved_onto
+    said_engaged = outbox_rows(auditor, "?kind=switch_engaged")
+    assert engaged_id in said_engaged and moved_onto_id not in said_engaged
