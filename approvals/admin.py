@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from fractions import Fraction
 
@@ -216,6 +216,7 @@ from policies.services import (
     kill_switch_names,
     kill_switch_reason,
     kill_switches_covering,
+    kill_switches_moved_off,
     kill_switches_named_over,
     kill_switches_told_apart,
     named_for_people,
@@ -854,12 +855,13 @@ NOT_IN_THE_EDIT = "Found in the text as {agent} proposed it, not in it as edited
 
 
 def _guardrail_findings(
-    proposal: Proposal, *, engaged_now: Collection[str]
+    proposal: Proposal, *, engaged_now: Collection[str], moved: Mapping[str, str] | None = None
 ) -> list[tuple[str, bool]]:
     """What the guardrails found when the proposal was routed, each with whether it still
     holds: a kill switch's no longer does once that switch is released (``engaged_now``: the
     switches engaged over its account now, ``kill_switches_named_over``), whatever became of
-    the proposal since, and says so (``kill_switch_finding_now``); what the brand guidelines
+    the proposal since, and says so (``kill_switch_finding_now``: moved while engaged, where
+    ``moved``, ``kill_switches_moved_off``, says so, it says that); what the brand guidelines
     found in its agent's words no longer does once an edit took it out (``_edited_out``),
     and says so: approving it runs the edit, not those words."""
     findings = proposal.guardrail_findings or {}
@@ -884,7 +886,7 @@ def _guardrail_findings(
         if held:
             between = held[0].startswith(HELD_BACK_BETWEEN)  # the latest hold naming it
             when = WHEN_HELD_BACK_BETWEEN if between else WHEN_HELD_BACK
-        now = kill_switch_finding_now(finding, engaged_now, when=when)
+        now = kill_switch_finding_now(finding, engaged_now, when=when, moved=moved)
         said.append((now, now == finding))
     return said
 
@@ -931,6 +933,23 @@ def _kill_switches_engaged_over(proposal: Proposal) -> list[KillSwitch]:
     if engaged is None:
         return engaged_kill_switches(proposal.account)
     return engaged
+
+
+def _kill_switches_moved_off(proposal: Proposal) -> Mapping[str, str]:
+    """What engaged switches covered earlier in their run and were moved off, with what each
+    covers now (``kill_switches_moved_off``): as the list read them once for all its rows,
+    else read."""
+    moved = getattr(proposal, "kill_switches_moved_off", None)
+    return kill_switches_moved_off() if moved is None else moved
+
+
+def _switch_gone_said(finding: str, moved: Mapping[str, str]) -> str:
+    """A list's mark for a kill switch's finding that no longer holds (``_guardrail_findings``):
+    moved while engaged to cover something else, or released."""
+    for named, to in moved.items():
+        if finding.startswith(f"{named} was engaged "):
+            return f"kill switch moved to {to}"
+    return "kill switch released"
 
 
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
@@ -1307,8 +1326,10 @@ class QueueChangeList(ConsoleChangeList):
         gone = no_longer_applies_each(let_run)
         guarded = guardrail_blocks_counting_approved(let_run, lock=False)
         agent_accounts = agent_accounts_of(let_run)
+        moved = kill_switches_moved_off()
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
+            proposal.kill_switches_moved_off = moved
             proposal.retry_awaited = retrying.get(proposal.pk, "")
             proposal.fails_at_next_attempt = failing.get(proposal.pk, "")
             proposal.guardrail_refuses_now = guarded.get(proposal.pk, ())
@@ -1618,7 +1639,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
 
     def _guardrail_findings_flag(self, proposal: Proposal) -> str:
-        findings = _guardrail_findings(proposal, engaged_now=_kill_switches_named_now(proposal))
+        moved = _kill_switches_moved_off(proposal)
+        findings = _guardrail_findings(
+            proposal, engaged_now=_kill_switches_named_now(proposal), moved=moved
+        )
         # A switch engaged since it was routed is marked as its page notes it: an operator
         # approving from the list learns the policy owners stopped automatic execution there.
         found = [finding for finding, holds in findings if holds] + [
@@ -1632,7 +1656,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             if not findings:
                 return ""
             gone = dict.fromkeys(
-                "kill switch released"
+                _switch_gone_said(finding, moved)
                 if finding.startswith(KILL_SWITCH_FINDING)
                 else "found as proposed, not as edited"
                 for finding, _ in findings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -566,17 +566,48 @@ def kill_switches_named_over(account: Account) -> frozenset[str]:
 
 
 def kill_switch_finding_now(
-    finding: str, engaged_now: Collection[str], *, when: str = WHEN_ROUTED
+    finding: str,
+    engaged_now: Collection[str],
+    *,
+    when: str = WHEN_ROUTED,
+    moved: Mapping[str, str] | None = None,
 ) -> str:
     """A reason or finding recorded with a proposal, as it stands now: a kill switch's
     ("The kill switch on account demo is engaged: …") says the switch was engaged when it
     was routed and is released since, unless that switch is engaged now (``engaged_now``:
-    the switches engaged over its account, as ``kill_switches_named_over`` names them); any
-    other, as recorded."""
+    the switches engaged over its account, as ``kill_switches_named_over`` names them), or
+    was moved while engaged to cover something else (``moved``, as
+    ``kill_switches_moved_off`` says it); any other, as recorded."""
     named = kill_switch_named_in(finding)
     if not named or named in engaged_now:
         return finding
+    if moved and named in moved:
+        finding = finding.replace(_ENGAGED, f" was engaged {when}: ", 1)
+        here = ": no kill switch covers it now." if not engaged_now else "."
+        return f"{finding} {KILL_SWITCH_MOVED_TO}{moved[named]} since, engaged there{here}"
     return kill_switch_reason_released(finding, none_covers_now=not engaged_now, when=when)
+
+
+# How a finding of a switch moved off what it covered says so (``kill_switch_finding_now``).
+KILL_SWITCH_MOVED_TO = "Moved to "
+
+
+def kill_switches_moved_off() -> dict[str, str]:
+    """Each way a finding names what an engaged switch covered earlier in its run and covers
+    no longer (``kill_switch_names`` of each version of it since its last engaging), with
+    what it covers now, in words: a finding of a switch moved while engaged is not said
+    released."""
+    moved: dict[str, str] = {}
+    for switch in KillSwitch.objects.filter(engaged=True).select_related("account"):
+        engaging, _ = kill_switch_last_run(switch)
+        if engaging is None:
+            continue
+        now = kill_switch_names(switch)
+        records = switch.history.filter(history_id__gte=engaging.history_id, engaged=True)
+        for record in records.select_related("account")[:200]:
+            for name in kill_switch_names(record.instance) - now:
+                moved[name] = switch.scope_in_words()
+    return moved
 
 
 @dataclass(frozen=True)

@@ -1181,3 +1181,34 @@ def test_a_switch_moved_in_the_console_says_what_a_person_approved_since_it_lets
         "person since it was engaged (before it was moved here), is not yet carried out: it "
         "lets it run."
     ) in " ".join(said), said
+
+
+def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_released(login):
+    """A switch on account demo routes a bid to a person, then is moved, still engaged, to
+    account acme: the list of what it sent to a person marked the bid "kill switch
+    released", its title "Released since", while the switch was engaged (on acme). Now it
+    reads "kill switch moved to account acme", and its title says so."""
+    switch = engage()
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    switch.account = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    switch.save()
+    listed = login("operator").get(
+        reverse("admin:approvals_proposal_changelist") + f"?status=all&kill_switch={switch.pk}"
+    )
+    row = html.unescape(
+        listed.text.split(f'name="_selected_action" value="{proposal.pk}"')[1].split("</tr>")[0]
+    )
+    assert (
+        f'title="The kill switch on account demo was engaged when it was routed: {OUTAGE} '
+        'Moved to account acme since, engaged there: no kill switch covers it now.">'
+        "kill switch moved to account acme</span>"
+    ) in row, row
+    assert "kill switch released" not in row and "Released since" not in row
+
+    release(switch)  # released now: said released
+    listed = login("operator").get(reverse("admin:approvals_proposal_changelist"))
+    row = html.unescape(
+        listed.text.split(f'name="_selected_action" value="{proposal.pk}"')[1].split("</tr>")[0]
+    )
+    assert ">kill switch released</span>" in row
