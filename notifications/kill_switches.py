@@ -162,16 +162,19 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         else None
     )
     counted_since = max(since, moved.at) if moved else since
-    sent = [
-        each for each in proposals_sent_by_kill_switch(switch) if counted_since <= each.at <= until
-    ]
+    ever = proposals_sent_by_kill_switch(switch)
+    sent = [each for each in ever if counted_since <= each.at <= until]
     held = {each.proposal_id for each in sent if each.held_back}
     routed = {each.proposal_id for each in sent if not each.held_back} - held
     links = []
     if held and notification.kind == NotificationKind.SWITCH_ENGAGED:
         links.append(("The approved proposals it held back", held_by_switch_url(switch.pk)))
     if sent:
-        links.append(("The proposals it sent to a person", sent_by_switch_url(switch.pk)))
+        listed = {each.proposal_id for each in ever}
+        before = f"it was moved to {on}" if moved else "it was last engaged"
+        links.append(
+            (_sent_listed_said(listed, held | routed, before), sent_by_switch_url(switch.pk))
+        )
     links.append((f"The kill switch on {on}", switch_url(switch.pk)))
     reason = as_sentence(switch.reason) if switch.reason.strip() else "no reason given."
     if notification.kind == NotificationKind.SWITCH_MOVED:
@@ -195,7 +198,13 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
             "back to a person then, to approve again. What a person approves (or sends to run "
             "again) while it is engaged runs: the switch holds back nothing a person approved "
             "since it was engaged.",
-            _held_said(switch, held=held, routed=routed, now=now),
+            _held_said(
+                switch,
+                held=held,
+                routed=routed,
+                now=now,
+                since=f" since it was moved to {on}" if moved else "",
+            ),
         ]
         engaged_on = f"moved to {on}" if moved else f"engaged on {on}"
         return SwitchMessage(
@@ -314,18 +323,36 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     )
 
 
-def _held_said(switch: KillSwitch, *, held: set[int], routed: set[int], now: datetime) -> str:
-    """What an engaged switch has done so far and what it is about to, as of ``now``."""
+def _sent_listed_said(listed: set[int], counted: set[int], before: str) -> str:
+    """The link to the list of what a switch sent to a person (``sent_by_switch_url``: every
+    proposal it ever did), said as that list: where it holds more than the message counts
+    (``counted``: since ``before``, "it was moved to account demo"), how many more."""
+    earlier = len(listed - counted)
+    if not earlier:
+        return "The proposals it sent to a person"
+    return (
+        f"The {how_many(len(listed), 'proposal')} it has sent to a person, {earlier} of them "
+        f"before {before}"
+    )
+
+
+def _held_said(
+    switch: KillSwitch, *, held: set[int], routed: set[int], now: datetime, since: str = ""
+) -> str:
+    """What an engaged switch has done so far (``since``: " since it was moved to …", where
+    counted since then) and what it is about to, as of ``now``."""
     said = []
     if held:
         ran, them = ("it ran", "it") if len(held) == 1 else ("they ran", "each")
         said.append(
-            f"it has held back {how_many(len(held), 'approved proposal')} before {ran} "
+            f"it has held back {how_many(len(held), 'approved proposal')}{since} before {ran} "
             f"(listed below): {them} went back to a person, to approve again"
         )
     if routed:
         was = "it was" if len(routed) == 1 else "they were"
-        said.append(f"it has sent {how_many(len(routed), 'proposal')} to a person as {was} made")
+        said.append(
+            f"it has sent {how_many(len(routed), 'proposal')} to a person{since} as {was} made"
+        )
     under_way = proposals_under_way()
     scope = {
         "account": switch.account if switch.scope == KillSwitchScope.ACCOUNT else None,

@@ -868,3 +868,41 @@ def test_the_outbox_says_a_moved_switchs_message_was_moved_and_filters_it_apart(
     assert moved_onto_id in moved_onto and engaged_id not in moved_onto
     said_engaged = outbox_rows(auditor, "?kind=switch_engaged")
     assert engaged_id in said_engaged and moved_onto_id not in said_engaged
+
+
+def test_a_moved_switchs_email_counts_since_the_move_and_says_its_list_holds_more(
+    demo_world, mailoutbox
+):
+    """Engaged on everything, it sends a bid to a person; moved to account demo, it sends
+    another: the email telling the operators it was moved there said "it has sent 1 proposal
+    to a person as it was made" and linked "The proposals it sent to a person", a list of 2.
+    Now the count says it is since the move, and the link says the list holds 2, 1 of them
+    from before the move."""
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    before = evaluated(bid_adjustment("2.12"))
+    switch.scope, switch.account = "account", Account.objects.get(external_id="demo")
+    switch.save()
+    after = evaluated(bid_adjustment("2.13"))
+    assert before.status == after.status == "pending_review"
+    deliver_due(switch)
+
+    [email] = [
+        m for m in mailoutbox if m.to == ["operator@example.com"] and "moved to" in m.subject
+    ]
+    said = " ".join(email.body.split())
+    assert (
+        "it has sent 1 proposal to a person since it was moved to account demo as it was made"
+    ) in said, said
+    assert (
+        "The 2 proposals it has sent to a person, 1 of them before it was moved to account demo"
+    ) in said, said
+    listed = login_list_ids(switch)
+    assert listed == {before.pk, after.pk}
+
+
+def login_list_ids(switch) -> set[int]:
+    """The proposals the email's link lists, as a superuser reads them."""
+    page = superuser().get(
+        reverse("admin:approvals_proposal_changelist") + f"?status=all&kill_switch={switch.pk}"
+    )
+    return {int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"', page.text)}
