@@ -376,6 +376,8 @@ def _approved_by_a_person_at_each(proposal_ids: Sequence[int]) -> dict[int, date
         .order_by("id", "-history_id")
         .values_list("id", "status", "history_actor_kind", "history_date")
     )
+    if len(proposal_ids) == 1:  # before each attempt under an engaged switch: read no more
+        history = history[:APPROVAL_READ_BACK]
     found: dict[int, datetime | None] = dict.fromkeys(proposal_ids)
     for proposal_id, records in groupby(history.iterator(chunk_size=5000), key=itemgetter(0)):
         found[proposal_id] = _became_approved_by_a_person(islice(records, APPROVAL_READ_BACK))
