@@ -174,6 +174,18 @@ def switch_on_dashboard(login) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split()) if found else ""
 
 
+def test_the_dashboard_ends_a_switch_s_reason_as_a_sentence_before_who_was_told(login):
+    """A reason written without a full stop ran into the next sentence: "…: Google Ads
+    outage Told: operator and policy-owner." (the emails end it)."""
+    KillSwitch.objects.create(scope="channel", channel="google_ads", reason="Google Ads outage")
+
+    said = switch_on_dashboard(login)
+    # Then who was told, or is being told, as a sentence of its own.
+    assert re.search(
+        r": Google Ads outage\. (Told|Being told): operator and policy-owner\.$", said
+    ), said
+
+
 def test_the_dashboard_says_when_nobody_was_told_a_switch_is_engaged(login):
     """No route reaches the account the switch covers: the dashboard says so beside it."""
     elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")

@@ -21,11 +21,18 @@ from approvals.services.expiry import proposals_expire_overdue_listed
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.durations import elapsed_said
 from hitlproject.formats import share_percent
-from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
+from hitlproject.vocabulary import (
+    READ_PERMISSION,
+    WHAT_IF_LABELS,
+    action_type_label,
+    as_sentence,
+)
 from ledger.models import Creative, campaign_field_label, campaign_value_label
 from policies.services import kill_switches_engaged_now
 
 register = template.Library()
+# A person's words ending a sentence, with its full stop (a kill switch's reason).
+register.filter("as_sentence", as_sentence)
 
 
 @register.filter
