@@ -976,8 +976,11 @@ def _reasons_now(proposal: Proposal, reasons) -> list[str]:
             if str(reason).startswith(HELD_BACK_ANY):
                 waits = proposal.status == ProposalStatus.PENDING_REVIEW
                 reason = held_back_reason_now(str(reason), engaged_now, waits=waits)
-            else:
-                reason = kill_switch_finding_now(str(reason), engaged_now)
+            elif kill_switch_named_in(str(reason)) in engaged_now:
+                pass  # as recorded: its switch is engaged now
+            else:  # released since, or moved while engaged to cover something else
+                moved = _kill_switches_moved_off(proposal)
+                reason = kill_switch_finding_now(str(reason), engaged_now, moved=moved)
         else:
             reason = changed_first_now(reason)
         said.append(reason)
@@ -1043,16 +1046,29 @@ def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) ->
     return Ends(lines=said, count=len(ended))
 
 
-def _kill_switches_released(proposal: Proposal) -> int:
-    """How many kill switches sent a proposal that still waits to a person, where none covers
-    it now (0 otherwise): its reasons, as recorded, say each "is engaged"."""
+def _kill_switches_gone_said(proposal: Proposal) -> str:
+    """For a proposal that still waits, sent to a person by kill switches none of which
+    covers it now (its reasons, as recorded, say each "is engaged"), what became of them:
+    released, or moved while engaged to cover something else ("the one above has been moved
+    to account acme since"); "" otherwise."""
     if proposal.status != ProposalStatus.PENDING_REVIEW:
-        return 0
-    switches = sum(
-        finding.startswith(KILL_SWITCH_FINDING)
+        return ""
+    findings = [
+        finding
         for finding in (proposal.guardrail_findings or {}).get("review", [])
+        if finding.startswith(KILL_SWITCH_FINDING)
+    ]
+    if not findings or engaged_kill_switches(proposal.account):
+        return ""
+    moved = _kill_switches_moved_off(proposal)
+    gone = dict.fromkeys(
+        f"moved to {moved[named]}"
+        if (named := kill_switch_named_in(finding)) in moved
+        else "released"
+        for finding in findings
     )
-    return switches if switches and not engaged_kill_switches(proposal.account) else 0
+    those = "the one above has" if len(findings) == 1 else "those above have"
+    return f"No kill switch covers it now: {those} been {' or '.join(gone)} since."
 
 
 # What the queue says after a kill switch's finding engaged since the proposal was routed.
@@ -2032,7 +2048,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms": terms_then,
             "policy_terms_now": terms_now,
             "policy_terms_same_now": terms_now == terms_then,
-            "kill_switches_released": _kill_switches_released(proposal),
+            "kill_switches_gone": _kill_switches_gone_said(proposal),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
             # Said as its messages say it (``withdrawn_said``), its note isolated on the page.

@@ -1205,6 +1205,14 @@ def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_releas
         "kill switch moved to account acme</span>"
     ) in row, row
     assert "kill switch released" not in row and "Released since" not in row
+    # Its own page says the same of why it is here.
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+    assert (
+        f"The kill switch on account demo was engaged when it was routed: {OUTAGE} Moved to "
+        "account acme since, engaged there: no kill switch covers it now."
+    ) in shown
+    assert "released since" not in shown.lower(), re.findall(r".{300}released since.{100}", shown.lower())
 
     release(switch)  # released now: said released
     listed = login("operator").get(reverse("admin:approvals_proposal_changelist"))
