@@ -62,6 +62,7 @@ from hitlproject.diffs import payload_diff, word_runs
 from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
+    AFTER_AN_UNSURE_ATTEMPT,
     APPROVED_TO_RUN_STATUSES,
     COUNTED_STATUSES,
     FINAL_STATUSES,
@@ -2501,11 +2502,7 @@ class LeftBySwitch:
                 f"{len(before)} held back before {'it' if len(before) == 1 else 'they'} ran"
             )
         if self.held_after_attempts:
-            after = len(self.held_after_attempts)
-            ways.append(
-                f"{after} held back after an attempt sent to the channel got no answer that "
-                f"says whether the channel carried {'it' if after == 1 else 'them'} out"
-            )
+            ways.append(f"{len(self.held_after_attempts)} held back {AFTER_AN_UNSURE_ATTEMPT}")
         if self.routed:
             ways.append(
                 f"{len(self.routed)} as {'it was' if len(self.routed) == 1 else 'they were'} made"

@@ -80,6 +80,7 @@ from approvals.services.proposals import (
     campaigns_for,
     guardrail_blocks,
     hard_ceilings_lowered_since,
+    held_back_after_attempts,
     held_back_reason,
     ledger_snapshot,
     reasons_after,
@@ -447,7 +448,7 @@ def _held_back_changes(
     attempts of ``sent`` (the round the hold interrupts, or the held round a person's approval
     resumes) that got no sure answer: it may have run, and is not said to be held back before
     it did."""
-    unsure = [number for number, _ in _unsure_answers(proposal, sent)] if sent else []
+    unsure = _unsure_answers(proposal, sent) if sent else []
     reason = held_back_reason(" ".join(map(kill_switch_reason, holding)), unsure)
     return reason, {
         "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
@@ -1839,6 +1840,11 @@ def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
         if holds:
             _all_held_back(holds, actor)
         held.held = [proposal.pk for proposal, _ in holds]
+        held.after_attempts = [
+            proposal.pk
+            for proposal, _ in holds
+            if held_back_after_attempts(str(proposal.verdict_reasons[0]))
+        ]
     return held
 
 

@@ -28,7 +28,7 @@ from feedback.models import (
 )
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, NotFound
-from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, note_checked
+from hitlproject.vocabulary import AFTER_AN_UNSURE_ATTEMPT, SENT_TO_RUN_AGAIN, note_checked
 from hitlproject.wakeups import feedback_topic, wake_after_commit
 
 # How a feedback record's history reason begins: it is written for its agent to learn from.
@@ -292,10 +292,7 @@ def _sent_back_said(reason: str) -> str:
     held back after an attempt sent to the channel got no sure answer ("Held back before its
     next attempt: …"), after that attempt, which may have carried it out."""
     if held_back_after_attempts(reason):
-        return (
-            "sent back to a person after an attempt sent to the channel got no answer that "
-            "says whether the channel carried it out"
-        )
+        return f"sent back to a person {AFTER_AN_UNSURE_ATTEMPT}"
     return "sent back to a person before it ran"
 
 

@@ -291,6 +291,12 @@ _HTTP_ANSWER = re.compile(r"the endpoint answered (HTTP \d{3}\b(?: \([^)]*\))?)"
 # a person or its agent is told how it ended: not "nothing was done", which only a sure answer
 # (a refusal, a 408 or a 429) tells.
 MAY_HAVE_BEEN_CARRIED_OUT = "got no sure answer and may have been carried out on the channel"
+# When a kill switch held back an approved proposal between two attempts, after one sent to
+# the channel got no sure answer (it may have run), as every count and record of what the
+# switch did says it: "sent back to a person after …" (its history, its agent's feedback),
+# "1 held back after …" (the switch's messages), where one held before any attempt went is
+# "held back before it ran". It had been worded three ways.
+AFTER_AN_UNSURE_ATTEMPT = "after an attempt sent to the channel got no sure answer"
 # How an attempt's error begins when the channel carried out some of the action and not the
 # rest (a creative batch, item by item): failed, and never retried, which would do the done
 # part twice.

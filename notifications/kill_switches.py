@@ -24,7 +24,7 @@ from audit.actors import changed_by
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
 from hitlproject.validation import one_line
-from hitlproject.vocabulary import as_sentence, how_many
+from hitlproject.vocabulary import AFTER_AN_UNSURE_ATTEMPT, as_sentence, how_many
 from notifications.models import Notification, NotificationKind, NotificationStatus, Route
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
@@ -166,6 +166,8 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     sent = [each for each in ever if counted_since <= each.at <= until]
     held = {each.proposal_id for each in sent if each.held_back}
     routed = {each.proposal_id for each in sent if not each.held_back} - held
+    # Of those, the ones held back after an attempt that may have run (as ``LeftBySwitch``).
+    after_attempts = {each.proposal_id for each in sent if each.after_attempts}
     links = []
     if held and notification.kind == NotificationKind.SWITCH_ENGAGED:
         links.append(("The approved proposals it held back", held_by_switch_url(switch.pk)))
@@ -201,6 +203,7 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
             _held_said(
                 switch,
                 held=held,
+                after_attempts=after_attempts,
                 routed=routed,
                 now=now,
                 since=f" since it was moved to {on}" if moved else "",
@@ -337,17 +340,35 @@ def _sent_listed_said(listed: set[int], counted: set[int], before: str) -> str:
 
 
 def _held_said(
-    switch: KillSwitch, *, held: set[int], routed: set[int], now: datetime, since: str = ""
+    switch: KillSwitch,
+    *,
+    held: set[int],
+    after_attempts: set[int],
+    routed: set[int],
+    now: datetime,
+    since: str = "",
 ) -> str:
     """What an engaged switch has done so far (``since``: " since it was moved to …", where
-    counted since then) and what it is about to, as of ``now``."""
+    counted since then) and what it is about to, as of ``now``. Of those it ``held`` back,
+    ``after_attempts`` were held between two attempts, after one that got no sure answer:
+    not "before they ran" (as ``LeftBySwitch.sent_said`` counts them)."""
     said = []
     if held:
-        ran, them = ("it ran", "it") if len(held) == 1 else ("they ran", "each")
-        said.append(
-            f"it has held back {how_many(len(held), 'approved proposal')}{since} before {ran} "
-            f"(listed below): {them} went back to a person, to approve again"
-        )
+        after = held & after_attempts
+        before = held - after
+        them = "it" if len(held) == 1 else "each"
+        these = f"{how_many(len(held), 'approved proposal')}{since}"
+        before_ran = f"before {'it' if len(before) == 1 else 'they'} ran"
+        if not after:
+            these = f"{these} {before_ran} (listed below)"
+        elif not before:
+            these = f"{these} {AFTER_AN_UNSURE_ATTEMPT} (listed below)"
+        else:
+            these = (
+                f"{these} (listed below), {len(before)} {before_ran} and {len(after)} "
+                f"{AFTER_AN_UNSURE_ATTEMPT}"
+            )
+        said.append(f"it has held back {these}: {them} went back to a person, to approve again")
     if routed:
         was = "it was" if len(routed) == 1 else "they were"
         said.append(

@@ -83,6 +83,7 @@ from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.row_locks import rows_read_held
 from hitlproject.validation import one_line
 from hitlproject.vocabulary import (
+    AFTER_AN_UNSURE_ATTEMPT,
     APPROVED_TO_RUN_STATUSES,
     INTERRUPTED,
     READ_PERMISSION,
@@ -413,7 +414,7 @@ def _moved_said(status: str, mover: Proposal) -> str:
     if status == S.PENDING_REVIEW:
         # Held back between two attempts, after one that got no sure answer: it may have run.
         if held_back_after_attempts(str((mover.verdict_reasons or [""])[0])):
-            return "sent back to a person after an attempt that got no sure answer"
+            return f"sent back to a person {AFTER_AN_UNSURE_ATTEMPT}"
         return "sent back to a person before it ran"
     if status == S.FAILED:
         return "failed"

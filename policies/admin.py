@@ -64,6 +64,7 @@ from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.validation import id_asked
 from hitlproject.vocabulary import (
+    AFTER_AN_UNSURE_ATTEMPT,
     AT_NEXT_ATTEMPT,
     DRY_RUN_OUTCOME_SAID,
     NOT_YET_CARRIED_OUT,
@@ -2520,11 +2521,21 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                     ),
                     these,
                 )
+            # Those held between two attempts, after one that got no sure answer, may have
+            # been carried out: not "not yet carried out" (counted apart, as its email does).
+            after = len(set(holds.after_attempts) & set(holds.held))
+            if not after:
+                how = "not yet carried out"
+            elif after == held:
+                how = AFTER_AN_UNSURE_ATTEMPT
+            else:
+                how = f"({held - after} not yet carried out, {after} {AFTER_AN_UNSURE_ATTEMPT})"
             said = format_html(
-                "{} held back {} not yet carried out: each is back with a person, to approve "
-                "again before it runs.",
+                "{} held back {} {}: {} back with a person, to approve again before it runs.",
                 on,
                 these,
+                how,
+                "it is" if held == 1 else "each is",
             )
         elif passed:
             said = f"{on} held nothing back."

@@ -87,9 +87,12 @@ class HeldBackNow:
     proposal id: ``held``, approved proposals not yet carried out, sent back to a person;
     ``sending``, those with a request at their channel, which the switch does not call back;
     ``passed``, those a person approved (or sent to run again) since it was engaged, which it
-    lets run (a switch moved while engaged: approved by a person before the move)."""
+    lets run (a switch moved while engaged: approved by a person before the move). Of
+    ``held``, ``after_attempts``: those held between two attempts, after one sent to the
+    channel got no sure answer (they may have been carried out: not "not yet carried out")."""
 
     held: list[int] = field(default_factory=list)
+    after_attempts: list[int] = field(default_factory=list)
     sending: list[int] = field(default_factory=list)
     passed: list[int] = field(default_factory=list)
 

@@ -25,7 +25,10 @@ from executors.runner import proposal_execute
 from feedback.models import CallbackEvent, Feedback, FeedbackKind
 from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account
+from notifications.kill_switches import switch_message
+from notifications.models import Notification, NotificationKind
 from policies.models import KillSwitch
+from policies.receivers import HELD_BACK_NOW
 from tests.conftest import HANG_UP, Receiver, bid_adjustment
 from tests.factories import evaluated
 
@@ -34,11 +37,23 @@ FINDING = f"the kill switch on account demo is engaged: {OUTAGE}"
 BEFORE_IT_RAN = f"Held back before executing: {FINDING} A person must approve it again."
 
 
-def after_attempt_1(numbers: str = "Attempt 1", was: str = "was", each: str = "it") -> str:
+# What the attempt's failure and its Retry say of a 503 (``unsure_answers_said``): the hold
+# names the same answer. It read "Attempt 1 was sent to the channel and got no answer that
+# says whether the channel carried it out", beside an attempt whose error reads "the endpoint
+# answered HTTP 503".
+ANSWERED_503 = (
+    "Attempt 1 was answered HTTP 503, which does not say whether the channel carried it out"
+)
+# How it was recorded before: such reasons stay so recorded, and are read as such.
+STORED_BEFORE = f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}"
+# One said apart in every count and record of what the switch did.
+AFTER_UNSURE = "after an attempt sent to the channel got no sure answer"
+
+
+def after_attempt_1(unsure: str = ANSWERED_503, each: str = "it") -> str:
     return (
-        f"Held back before its next attempt: {FINDING} {numbers} {was} sent to the channel and "
-        f"{NO_SURE_ANSWER}: {each} may have been carried out there. A person must approve it "
-        "again."
+        f"Held back before its next attempt: {FINDING} {unsure}: {each} may have been carried "
+        "out there. A person must approve it again."
     )
 
 
@@ -99,8 +114,8 @@ def test_a_503_then_a_switch_before_the_retry_says_the_attempt_may_have_run(
     assert held.status == ProposalStatus.PENDING_REVIEW
     assert held.verdict_reasons[0] == said
     assert held.history.latest("history_id").history_change_reason == said
-    note = "feedback for its agent: sent back to a person after an attempt sent to the channel "
-    note += "got no answer that says whether the channel carried it out"
+    assert held.executions.get().error == "the endpoint answered HTTP 503"
+    note = f"feedback for its agent: sent back to a person {AFTER_UNSURE}"
     assert told_the_agent(held) == (
         [("sent_back", "Sent back to a person", said, note)],
         [("proposal.sent_back", "Sent back to a person", said)],
@@ -109,8 +124,7 @@ def test_a_503_then_a_switch_before_the_retry_says_the_attempt_may_have_run(
     assert said in text and "before executing" not in text
     # The switch's release counts it as held back after such an attempt, not before it ran.
     assert left_by_kill_switch(switch).sent_said() == (
-        "While it was engaged, it sent 1 proposal to a person (1 held back after an attempt "
-        "sent to the channel got no answer that says whether the channel carried it out)."
+        f"While it was engaged, it sent 1 proposal to a person (1 held back {AFTER_UNSURE})."
     )
     # The agent's adapters say so too, not "before it ran".
     answer = optimizer.get(f"/api/v1/proposals/{held.pk}/")
@@ -156,7 +170,7 @@ def test_a_hanging_endpoint_and_a_switch_engaged_meanwhile_say_the_attempt_may_h
         "the endpoint timed out: no answer within 1 s",
         True,
     )
-    said = after_attempt_1()
+    said = after_attempt_1(f"Attempt 1 {NO_SURE_ANSWER}")  # a timeout: no answer at all
     assert held.verdict_reasons[0] == said
     assert keys(endpoint) == [f"hitl-proposal-{held.pk}-1"]
     assert said in page_text(client, held)
@@ -174,7 +188,11 @@ def test_two_attempts_without_an_answer_are_both_named(channel, client):
 
     held = proposal_execute(proposal_id=proposal.pk)
 
-    assert held.verdict_reasons[0] == after_attempt_1("Attempts 1–2", "were", "each")
+    assert held.verdict_reasons[0] == after_attempt_1(
+        "Attempt 2 was answered HTTP 503 and attempt 1 got no answer: none says whether the "
+        "channel carried it out",
+        "each",
+    )
 
 
 def test_a_429_then_a_switch_still_reads_before_it_ran(channel):
@@ -231,6 +249,56 @@ def test_a_switch_released_since_reads_engaged_then_and_keeps_the_attempt(channe
         "Held back before its next attempt: the kill switch on account demo was engaged then"
     ) in text
     assert (
-        f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}: it may have been carried out "
-        f"there. A person {must} approve it again."
+        f"{ANSWERED_503}: it may have been carried out there. A person {must} approve it again."
     ) in text
+
+
+def test_a_reason_recorded_before_keeps_its_attempt_once_the_switch_is_released(channel, client):
+    """A reason held back and recorded the old way ("Attempt 1 was sent to the channel and
+    got no answer that says …") still reads as recorded, its switch said released since."""
+    channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+    held = proposal_execute(proposal_id=proposal.pk)
+    recorded = after_attempt_1(STORED_BEFORE)
+    Proposal.objects.filter(pk=held.pk).update(
+        verdict_reasons=[recorded, *held.verdict_reasons[1:]]
+    )
+    switch.engaged = False
+    switch.save()
+
+    text = page_text(client, held)
+
+    assert (
+        "Held back before its next attempt: the kill switch on account demo was engaged then"
+    ) in text
+    assert (
+        f"{STORED_BEFORE}: it may have been carried out there. A person must approve it again."
+    ) in text
+
+
+def test_the_engaged_switchs_message_counts_apart_those_held_after_an_unsure_attempt(channel):
+    """Engaged over a bid between two attempts (attempt 1 answered 503) and another approved
+    and queued: its message said "it has held back 2 approved proposals before they ran",
+    though one may have run."""
+    channel(503, 200)
+    between = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=between.pk).status == ProposalStatus.EXECUTING
+    queued = evaluated(bid_adjustment("0.84", campaign="display-retarget"))
+    assert queued.status == ProposalStatus.APPROVED
+
+    switch = engage()  # its save holds both back
+
+    assert set(getattr(switch, HELD_BACK_NOW).held) == {between.pk, queued.pk}
+    assert getattr(switch, HELD_BACK_NOW).after_attempts == [between.pk]
+    message = switch_message(
+        Notification(kill_switch=switch, kind=NotificationKind.SWITCH_ENGAGED, about="")
+    )
+    said = " ".join(" ".join(message.paragraphs).split())
+    assert (
+        "it has held back 2 approved proposals (listed below), 1 before it ran and 1 "
+        f"{AFTER_UNSURE}: each went back to a person, to approve again"
+    ) in said, said
+    assert "before they ran" not in said

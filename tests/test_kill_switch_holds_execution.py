@@ -29,7 +29,6 @@ from audit.actors import Actor
 from audit.history import insert_with_history
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
-from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from policies.receivers import HELD_BACK_NOW
@@ -54,11 +53,15 @@ HELD = (
     "A person must approve it again."
 )
 # Held back between two attempts, after attempt 1 got no sure answer (a 503): it may have run.
+# It names the answer as the attempt's failure and Retry do (it read "Attempt 1 was sent to
+# the channel and got no answer that says whether …", of an attempt answered HTTP 503).
 HELD_AFTER_ATTEMPT_1 = (
     f"Held back before its next attempt: the kill switch on account demo is engaged: {OUTAGE} "
-    f"Attempt 1 was sent to the channel and {NO_SURE_ANSWER}: it may have been carried out "
-    "there. A person must approve it again."
+    f"Attempt 1 {ANSWERED_503}: it may have been carried out there. A person must approve it "
+    "again."
 )
+# The same, of a 503 that asked for ten minutes' wait.
+HELD_AFTER_ATTEMPT_1_600 = HELD_AFTER_ATTEMPT_1.replace("HTTP 503", "HTTP 503 (Retry-After: 600 s)")
 
 
 # What the message after a save engaging a switch ends with (a person's approval since it
@@ -973,21 +976,26 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
 
     page = owner.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert status_line(page).startswith("Pending review · 0 of 1 approval"), status_line(page)
-    assert HELD_AFTER_ATTEMPT_1 in html.unescape(page.text)
+    assert HELD_AFTER_ATTEMPT_1_600 in html.unescape(page.text)
+    # The hold names the answer its attempt's record names.
+    assert proposal.executions.get().error.startswith(
+        "the endpoint answered HTTP 503 (Retry-After: 600 s)"
+    )
     optimizer = agent_client("optimizer")
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert answer["status"] == "pending_review"
-    assert answer["verdict"]["reasons"][0] == HELD_AFTER_ATTEMPT_1
+    assert answer["verdict"]["reasons"][0] == HELD_AFTER_ATTEMPT_1_600
     waiting, listed_ids = counted_and_listed(login("operator"), "queue-depth")
     assert (waiting, listed_ids) == (1, [proposal.pk])
     assert (
-        "Kill switch on account demo held back 1 approved proposal not yet carried out: each "
-        "is back with a person, to approve again before it runs." + PERSON_RUNS
+        "Kill switch on account demo held back 1 approved proposal after an attempt sent to "
+        "the channel got no sure answer: it is back with a person, to approve again before it "
+        "runs." + PERSON_RUNS
     ) in as_read(said), said
     # Its agent, told it was approved, is told it went back to a person, and why.
     feedback = optimizer.get("/api/v1/feedback/").json()["results"]
     assert [(f["kind"], f["note"]) for f in feedback if f["proposal"] == proposal.pk] == [
-        ("sent_back", HELD_AFTER_ATTEMPT_1)
+        ("sent_back", HELD_AFTER_ATTEMPT_1_600)
     ]
     wait_until(lambda: len(told.received) >= 2)
     events = [json.loads(request["body"]) for request in told.received]
@@ -995,7 +1003,7 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
         ("proposal.approved", "approved"),
         ("proposal.sent_back", "pending_review"),
     ]
-    assert events[1]["reason"] == HELD_AFTER_ATTEMPT_1
+    assert events[1]["reason"] == HELD_AFTER_ATTEMPT_1_600
     # Nothing more went to the channel; the round is held, its request kept for a person.
     held_round = ExecutionRound.objects.get(proposal=proposal)
     assert held_round.held and held_round.lease_until is None
@@ -1031,7 +1039,8 @@ def test_a_switch_saved_outside_the_console_holds_the_action_back_as_it_is_saved
 
     answer = agent_client("optimizer").get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert answer["status"] == "pending_review"
-    assert answer["verdict"]["reasons"][0] == HELD_AFTER_ATTEMPT_1  # answered 503: it may have run
+    # Attempt 1 was answered 503: held before its next attempt, which names that answer.
+    assert answer["verdict"]["reasons"][0] == HELD_AFTER_ATTEMPT_1
     operator = login("operator")
     page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert status_line(page).startswith("Pending review · 0 of 1 approval"), status_line(page)
@@ -1093,7 +1102,7 @@ def test_a_switch_engaged_while_a_request_is_at_the_channel_holds_it_once_the_ch
         "and goes back to a person if the channel answers that it may be tried again." + PERSON_RUNS
     ) in said, said
     held = Proposal.objects.get(pk=proposal.pk)
-    assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1
+    assert held.verdict_reasons[0] == HELD_AFTER_ATTEMPT_1_600
     assert [e.status for e in held.executions.all()] == ["failed"]
     assert len(endpoint.received) == 1
     assert ExecutionRound.objects.get(proposal=proposal).held
@@ -1150,7 +1159,7 @@ def test_a_switch_engaged_in_the_console_links_what_it_held_and_says_what_a_pers
     listed = f"/admin/approvals/proposal/?status=all&held_by_kill_switch={switch.pk}"
     assert (
         f'Kill switch on account demo held back <a href="{listed}">1 approved proposal</a> not '
-        "yet carried out: each is back with a person, to approve again before it runs. While "
+        "yet carried out: it is back with a person, to approve again before it runs. While "
         "it is engaged, what a person approves (or sends to run again) runs: the switch holds "
         "back nothing a person approved since it was engaged."
     ) in said, said
@@ -1212,7 +1221,7 @@ def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_releas
         f"The kill switch on account demo was engaged when it was routed: {OUTAGE} Moved to "
         "account acme since, engaged there: no kill switch covers it now."
     ) in shown
-    assert "released since" not in shown.lower(), re.findall(r".{300}released since.{100}", shown.lower())
+    assert "released since" not in shown.lower()
 
     release(switch)  # released now: said released
     listed = login("operator").get(reverse("admin:approvals_proposal_changelist"))

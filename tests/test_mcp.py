@@ -902,9 +902,10 @@ def test_mcp_an_approved_action_a_kill_switch_sent_back_is_told_so_until_a_perso
     assert waiting["status"] == "pending_review" and waiting["final"] is False
     assert waiting["next_step"] == (
         "It was approved to run, then sent back to a person: Held back before its next "
-        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was sent "
-        "to the channel and got no answer that says whether the channel carried it out: it "
-        "may have been carried out there. A person must approve it again. Waiting for a human "
+        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was "
+        "answered HTTP 503 (Retry-After: 1 s), which does not say whether the channel carried "
+        "it out: it may have been carried out there. A person must approve it again. Waiting "
+        "for a human "
         f"reviewer. Call wait_for_decision. It expires at {waiting['expires_at']} unless a "
         "person decides it first."
     )
@@ -944,6 +945,48 @@ def test_mcp_one_reviewers_approved_then_held_before_any_attempt_is_told_as_sent
     answer.update(decisions=[], review_round=1)  # routed to a person at once
     view = mcp_server.proposal_view(HitlProposal.from_api(answer))
     assert view["next_step"] == "Waiting for a human reviewer. Call wait_for_decision."
+
+
+@pytest.mark.parametrize(
+    "attempt_said",
+    [
+        # As the platform says it now: the answer its attempt's failure names.
+        "Attempt 1 was answered HTTP 503, which does not say whether the channel carried it out",
+        # As reasons recorded before say it.
+        "Attempt 1 was sent to the channel and got no answer that says whether the channel "
+        "carried it out",
+    ],
+)
+def test_mcp_one_held_between_attempts_is_told_its_attempt_once(attempt_said):
+    """Held back by a kill switch after attempt 1 was answered 503: the platform's reason
+    says what that attempt got, and the model is not told it a second time in other words
+    (the client looked for "got no answer that says …" in it, which a reason naming the
+    channel's answer does not say, and added "An attempt sent to the channel before then got
+    no answer …" after "Attempt 1 was answered HTTP 503 …")."""
+    reasons = [
+        "Held back before its next attempt: the kill switch on account demo is engaged: X. "
+        f"{attempt_said}: it may have been carried out there. A person must approve it again."
+    ]
+    answer = {
+        "id": 4,
+        "status": "pending_review",
+        "summary": "bid",
+        "verdict": {
+            "outcome": "auto_approve",
+            "reasons": [*reasons, "6% is within the policy."],
+            "routed_reasons": ["6% is within the policy."],
+            "required_approvals": 1,
+        },
+        "decisions": [],
+        "review_round": 1,
+        "execution": {"status": "failed", "carried_out": "unknown", "attempts": 1},
+    }
+    view = mcp_server.proposal_view(HitlProposal.from_api(answer))
+    assert view["next_step"].startswith(
+        f"It was approved to run, then sent back to a person: {reasons[0]} Waiting for a human "
+        "reviewer."
+    ), view["next_step"]
+    assert "before then" not in view["next_step"]
 
 
 def test_mcp_a_creative_batch_google_ads_partly_deployed_is_told_as_partly_carried_out(

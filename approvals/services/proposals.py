@@ -53,8 +53,8 @@ from hitlproject.vocabulary import (
     NO_SURE_ANSWER,
     UNDER_WAY_STATUSES,
     HardCeilingFinding,
-    attempt_numbers,
     how_many,
+    unsure_answers_said,
 )
 from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
@@ -1175,37 +1175,39 @@ HELD_BACK_ANY = (HELD_BACK, HELD_BACK_BETWEEN)
 RE_ROUTED = "Re-routed to a person before executing:"
 SENT_BACK = (*HELD_BACK_ANY, RE_ROUTED)
 # What a held-back reason says, before a person must approve it again, of the attempts sent
-# before the hold that got no sure answer ("Attempt 1 was sent to the channel and got no
-# answer that says whether the channel carried it out: it may have been carried out there.").
+# before the hold that got no sure answer, in the words their failure and Retry use
+# (``unsure_answers_said``): "Attempt 1 was answered HTTP 503 (Retry-After: 600 s), which
+# does not say whether the channel carried it out: it may have been carried out there.";
+# recorded before, "Attempt 1 was sent to the channel and got no answer that says whether the
+# channel carried it out: it may have been carried out there.", which stays so recorded.
 _SENT_UNSURE = re.compile(
-    r" (Attempts? [0-9–, and]+ (?:was|were) sent to the channel and "
+    r" (Attempts? [0-9–, and]+ (?:(?:was|were) sent to the channel and "
     + re.escape(NO_SURE_ANSWER)
+    + r"|(?:was|were) answered .+?|got no answer.+?)"
     + r": (?:it|each) may have been carried out there\.)$"
 )
 
 
-def held_back_reason(held: str, unsure: Sequence[int] = ()) -> str:
+def held_back_reason(held: str, unsure: Sequence[tuple[int, str]] = ()) -> str:
     """The reason of a proposal a kill switch held back as it was about to run: "Held back
     before executing: the kill switch on account demo is engaged: … A person must approve it
     again." (``held``: the switches' findings, each a sentence; the first goes on the line's
     own sentence, lower-cased: recorded before, it kept its capital, "…executing: The kill
-    switch…", and stays so recorded). ``unsure``: the numbers of the attempts sent to the
-    channel before the hold that got no answer that says whether the channel carried it out:
-    it was held before its next attempt, not before it ran, and they are named ("…is engaged:
-    … Attempt 1 was sent to the channel and got no answer that says whether the channel
-    carried it out: it may have been carried out there. A person must approve it again.")."""
+    switch…", and stays so recorded). ``unsure``: the attempts sent to the channel before the
+    hold that got no sure answer, each its number and its error: it was held before its next
+    attempt, not before it ran, and they are named as their failure and Retry name them
+    (``unsure_answers_said``: "…is engaged: … Attempt 1 was answered HTTP 503, which does not
+    say whether the channel carried it out: it may have been carried out there. A person must
+    approve it again.")."""
     lowered = f"{held[:1].lower()}{held[1:]}"
     if not unsure:
         return f"{HELD_BACK} {lowered}{_APPROVE_AGAIN}"
     return f"{HELD_BACK_BETWEEN} {lowered} {_sent_unsure_said(unsure)}{_APPROVE_AGAIN}"
 
 
-def _sent_unsure_said(unsure: Sequence[int]) -> str:
-    were, each = ("was", "it") if len(unsure) == 1 else ("were", "each")
-    return (
-        f"{attempt_numbers(unsure)} {were} sent to the channel and {NO_SURE_ANSWER}: {each} may "
-        "have been carried out there."
-    )
+def _sent_unsure_said(unsure: Sequence[tuple[int, str]]) -> str:
+    each = "it" if len(unsure) == 1 else "each"
+    return f"{unsure_answers_said(unsure)}: {each} may have been carried out there."
 
 
 def held_back_after_attempts(reason: str) -> bool:

@@ -307,8 +307,12 @@ _SENT_BEFORE_SENT_BACK = {
         "channel carried it out: it may have been."
     ),
 }
-#: How the platform says an attempt got no sure answer (``execution.carried_out`` unknown).
-_NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+#: How the platform's reason begins for one a kill switch held back after an attempt that
+#: may have carried it out: the reason names that attempt and what the channel answered it
+#: ("… Attempt 1 was answered HTTP 503, which does not say whether the channel carried it
+#: out: it may have been carried out there."; recorded before, "… Attempt 1 was sent to the
+#: channel and got no answer that says whether …").
+_HELD_BACK_BETWEEN = "Held back before its next attempt:"
 
 
 #: What an earlier attempt did on the channel, for a proposal that may still execute and was
@@ -366,10 +370,10 @@ def sent_back_told(proposal: Proposal) -> str:
         return said + (f": {' '.join(why)}" if why and routed else ".")
     # An attempt sent to the channel may have carried it out: not "before it ran". Where the
     # platform's reason says so itself ("Held back before its next attempt: … Attempt 1 was
-    # sent to the channel and got no answer …"), it is not said twice.
+    # answered HTTP 503, which does not say …"), it is not said twice.
     said = "It was approved to run, then sent back to a person"
     said += f": {' '.join(why)}" if why and routed else "."
-    if _NO_SURE_ANSWER in " ".join(why):
+    if why and routed and any(reason.startswith(_HELD_BACK_BETWEEN) for reason in why):
         return said
     return f"{said} {_SENT_BEFORE_SENT_BACK[carried_out]}"
 
