@@ -609,7 +609,7 @@ def _headroom_about(
         movers = [p for p in moved if p.account_id == account_id]
         if movers:
             said[account_id] = (
-                and_joined([f"#{p.pk} {_moved_said(p.status)}" for p in movers])
+                and_joined([f"#{p.pk} {_moved_said(p.status, p)}" for p in movers])
                 + f", counting against account {account.external_id}'s total daily budget cap"
             )
     return {pk: said[shown.account_id] for pk, shown in found.items() if shown.account_id in said}

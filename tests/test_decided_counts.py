@@ -155,7 +155,6 @@ def history(demo_world, operators, channel):
     proposal_withdraw(agent=agent, proposal_id=withdrawn.pk)
     auto = proposed("2.10", 8)
     proposal_execute(proposal_id=auto.pk)
-    proposed("2.10", 9)  # approved by policy; no worker runs it here
     blocked = proposed("8.00", 10)
     approved_then_superseded = proposed("2.40", 11)
     proposal_approve(proposal_id=approved_then_superseded.pk, reviewer=operator)
@@ -175,6 +174,9 @@ def history(demo_world, operators, channel):
     proposal_execute(proposal_id=sent_back.pk)
     switch.engaged = False
     switch.save()
+    # Approved by policy, no worker runs it here (made after the switch: engaged, its save
+    # would have held it back).
+    proposed("2.10", 9)
     channel(422)  # the channel refuses what it is sent
     failed = proposed("2.10", 15)
     proposal_execute(proposal_id=failed.pk)
@@ -290,10 +292,10 @@ def test_the_track_record_of_a_busy_agent_says_it_counts_only_its_latest(
     )
     assert "its scorecard</a> counts them all" in track
     [row] = Tables(track).rows("track-record-figures")
-    # The latest three: waiting (c13), executed after a person's approval (c14), and failed
-    # after the policy engine approved it (c15).
-    assert (row["Proposals made"], row["Waiting for a person"]) == ("3", "1")
-    assert (row["Approved by a person"], row["Auto-approved, not executed"]) == ("1", "1")
+    # The latest three: executed after a person's approval (c14), approved by the policy
+    # engine and not run (c9), and failed after the policy engine approved it (c15).
+    assert (row["Proposals made"], row["Waiting for a person"]) == ("3", "0")
+    assert (row["Approved by a person"], row["Auto-approved, not executed"]) == ("1", "2")
     assert row["Auto-executed"] == "0"
 
 

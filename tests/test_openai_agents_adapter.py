@@ -515,8 +515,8 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
     # it is not said to have gone back to a person before it ran.
     assert (
         "It was approved to run, then sent back to a person: Held back before its next "
-        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was sent to "
-        "the channel and got no answer that says whether the channel carried it out: it may "
+        "attempt: the kill switch on account demo is engaged: An outage. Attempt 1 was "
+        "answered HTTP 503, which does not say whether the channel carried it out: it may "
         "have been carried out there. A person must approve it again." in seen["message"]
     )
     assert "before it ran" not in seen["message"]
