@@ -48,6 +48,7 @@ from approvals.models import (
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
+    HELD_BY_KILL_SWITCH,
     SinceProposed,
     agent_track_record,
     approved_draft_fails,
@@ -425,7 +426,7 @@ class HeldBackByKillSwitchFilter(OneRecordFilter):
     person (``?kill_switch=``) holds those it routed as they were made too."""
 
     title = "kill switch that held it back, approved, before it ran (or its next attempt)"
-    parameter_name = "held_by_kill_switch"
+    parameter_name = HELD_BY_KILL_SWITCH
     model = KillSwitch
     named = "kill switch"
 

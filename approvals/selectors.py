@@ -2406,13 +2406,19 @@ class SentToPerson:
     after_attempts: bool = False
 
 
+# The proposal list's filter of the approved proposals a kill switch held back
+# (``approvals.admin.HeldBackByKillSwitchFilter``), as links to it name it.
+HELD_BY_KILL_SWITCH = "held_by_kill_switch"
+
+
 def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
     """The proposals ``switch`` sent to a person while it was engaged, each once, as their
     history records it, in order: routed to a person with its finding among their reasons
     (the first of their records to carry it, written while this switch was engaged over them
-    and named so), or held back before executing by it (each hold). A switch is known in a
-    finding by its scope as it was then (``kill_switch_names`` of that version of it): two
-    switches engaged at once over one scope are told apart by neither."""
+    and named so), or held back by it before it ran or before its next attempt (each hold).
+    A switch is known in a finding by its scope as it was then (``kill_switch_names`` of that
+    version of it), with its number where another was engaged over the same scope; findings
+    recorded by scope alone still read as either's."""
     sent: list[SentToPerson] = []
     routed_ids: set[int] = set()
     # The findings of the record each one follows, read with it (one query a span, not one a

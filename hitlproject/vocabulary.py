@@ -384,7 +384,7 @@ def unsure_answers_said(attempts: Sequence[tuple[int, str]], *, named: bool = Tr
 
 
 def no_sure_answer_said(attempts: Sequence[tuple[int, str]]) -> str:
-    """What a failure records of its round's attempts (``numbers``) that got no sure answer:
+    """What a failure records of its round's ``attempts`` that got no sure answer:
     what happened, and nothing of a retry, which is said where it is read and true then (the
     Retry note, ``retry_may_repeat``; a message to a person who may retry, ``retry_check``):
     a stored sentence is quoted long after (the proposal's status line and history, the

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.selectors import (
+    HELD_BY_KILL_SWITCH,
     left_by_kill_switch,
     proposals_sent_by_kill_switch,
     proposals_under_way,
@@ -93,7 +94,7 @@ def switch_url(switch_id: int) -> str:
 
 def held_by_switch_url(switch_id: int) -> str:
     """The proposal list of those the switch held back before they ran."""
-    query = urlencode({"status": EVERY_STATUS, "held_by_kill_switch": switch_id})
+    query = urlencode({"status": EVERY_STATUS, HELD_BY_KILL_SWITCH: switch_id})
     return _console(reverse("admin:approvals_proposal_changelist") + "?" + query)
 
 

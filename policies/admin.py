@@ -221,6 +221,16 @@ def waiting_said(
     return said or approved
 
 
+def held_back_list_url(switch_id: int) -> str:
+    """The queue, filtered to the approved proposals the kill switch held back
+    (``HeldBackByKillSwitchFilter``), as its messages link to them."""
+    return (
+        reverse("admin:approvals_proposal_changelist")
+        + "?"
+        + urlencode({"status": EVERY_STATUS, HeldBackByKillSwitchFilter.parameter_name: switch_id})
+    )
+
+
 def failing_list_url(policy_id: int) -> str:
     """The queue, filtered to the approved proposals not yet carried out that the policy's
     hard ceiling fails at their next attempt; for a draft, those of the policy it replaces
@@ -507,9 +517,8 @@ def _routed_still_there_said(policy: Policy, each: DecidesInstead, *, after: boo
     )
     if not ids:
         return ""
-    named = and_joined([f"#{pk}" for pk in ids[:APPROVED_NAMED]])
-    if len(ids) > APPROVED_NAMED:
-        named = f"{', '.join(f'#{pk}' for pk in ids[:APPROVED_NAMED])} and more"
+    numbers = [f"#{pk}" for pk in ids[:APPROVED_NAMED]]
+    named = f"{', '.join(numbers)} and more" if len(ids) > APPROVED_NAMED else and_joined(numbers)
     what = "this change holds" if after else "this policy's settings hold"
     return (
         f"What this policy routed there before, still waiting for a person or approved and "
@@ -2512,15 +2521,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                 each.proposal_id for each in proposals_sent_by_kill_switch(obj) if each.held_back
             }
             if ever == set(holds.held):  # the list of those it held back: exactly these
-                these = format_html(
-                    '<a href="{}">{}</a>',
-                    reverse("admin:approvals_proposal_changelist")
-                    + "?"
-                    + urlencode(
-                        {"status": EVERY_STATUS, HeldBackByKillSwitchFilter.parameter_name: obj.pk}
-                    ),
-                    these,
-                )
+                these = format_html('<a href="{}">{}</a>', held_back_list_url(obj.pk), these)
             # Those held between two attempts, after one that got no sure answer, may have
             # been carried out: not "not yet carried out" (counted apart, as its email does).
             after = len(set(holds.after_attempts) & set(holds.held))
