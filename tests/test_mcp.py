@@ -815,6 +815,26 @@ async def when_in_the_database(condition) -> None:
     await asyncio.to_thread(waiting)
 
 
+async def proposed_then_held(session) -> dict:
+    """The 6% bid raise proposed (the policy approves it), once the kill switch engaged while
+    its first request was at the channel sent it back to a person: the answer it was
+    proposed with."""
+    proposed = await call(
+        session,
+        "propose_action",
+        action_type="bid_adjustment",
+        account="demo",
+        payload={"campaign": "brand-search", "new_bid": "2.12"},
+        rationale="CPC below target for five days.",
+        confidence=0.9,
+    )
+    held = proposed["id"]
+    await when_in_the_database(
+        lambda: ProposalRow.objects.filter(pk=held, status="pending_review").exists()
+    )
+    return proposed
+
+
 def test_mcp_a_rejection_after_a_request_went_unanswered_does_not_say_it_was_not_executed(
     web_server, demo_world, channel, as_operator
 ):
@@ -828,19 +848,8 @@ def test_mcp_a_rejection_after_a_request_went_unanswered_does_not_say_it_was_not
     )
 
     async def agent(session):
-        proposed = await call(
-            session,
-            "propose_action",
-            action_type="bid_adjustment",
-            account="demo",
-            payload={"campaign": "brand-search", "new_bid": "2.12"},
-            rationale="CPC below target for five days.",
-            confidence=0.9,
-        )
+        proposed = await proposed_then_held(session)
         held = proposed["id"]
-        await when_in_the_database(
-            lambda: ProposalRow.objects.filter(pk=held, status="pending_review").exists()
-        )
         await as_operator(
             proposal_reject, proposal_id=held, reason_code="other", note="Not during an outage."
         )
@@ -872,19 +881,8 @@ def test_mcp_an_approved_action_a_kill_switch_sent_back_is_told_so_until_a_perso
 
     async def agent(session):
         tools = {tool.name: tool.description for tool in (await session.list_tools()).tools}
-        proposed = await call(
-            session,
-            "propose_action",
-            action_type="bid_adjustment",
-            account="demo",
-            payload={"campaign": "brand-search", "new_bid": "2.12"},
-            rationale="CPC below target for five days.",
-            confidence=0.9,
-        )
+        proposed = await proposed_then_held(session)
         held = proposed["id"]
-        await when_in_the_database(
-            lambda: ProposalRow.objects.filter(pk=held, status="pending_review").exists()
-        )
         waiting = await call(session, "wait_for_decision", proposal_id=held, timeout_seconds=1)
         await as_operator(proposal_approve, proposal_id=held, note="Fine after all.")
         final = await call(session, "wait_for_decision", proposal_id=held)
