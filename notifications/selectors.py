@@ -477,22 +477,25 @@ def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
     return figures
 
 
-def switch_told_said(switch_id: int, *, since: datetime, named: Sequence[str] = ()) -> str:
+def switch_told_said(
+    switch_id: int, *, since: datetime, named: Sequence[str] = (), moved: bool = False
+) -> str:
     """Who was told that a kill switch was engaged, at its last engaging (``since``), by its
     messages in the outbox: "Told: operator and policy-owner.", "Being told: operator.",
     "Not told: auditor (see the outbox)."; where none was written, why: "Nobody was told it
     is engaged: no active route names anyone for what it covers.", or, where the routes for
     what it covers name people (``named``, their usernames), that none of them has a channel
-    to be told on."""
-    messages = list(
-        Notification.objects.filter(
-            kill_switch_id=switch_id,
-            kind=NotificationKind.SWITCH_ENGAGED,
-            created_at__gte=since - timedelta(seconds=1),
-        )
-        .select_related("recipient")
-        .order_by("recipient__username", "pk")
+    to be told on. ``moved``: moved while engaged (``since`` its last move), those told it was
+    moved there (a message whose ``about`` says from where), not those of what it covered
+    before, withdrawn once it no longer covered it."""
+    messages = Notification.objects.filter(
+        kill_switch_id=switch_id,
+        kind=NotificationKind.SWITCH_ENGAGED,
+        created_at__gte=since - timedelta(seconds=1),
     )
+    if moved:
+        messages = messages.exclude(about="")
+    messages = list(messages.select_related("recipient").order_by("recipient__username", "pk"))
     if not messages and named:
         return (
             f"Nobody was told it is engaged: the routes for what it covers name "

@@ -790,6 +790,24 @@ def test_two_switches_engaged_on_one_account_are_named_apart_wherever_named(
     assert f"The kill switch on account demo (#{second.pk}) is engaged: Budget audit." in shown
 
 
+def test_a_switch_moved_before_it_was_told_says_who_was_told_of_where_it_is_now(login):
+    """Engaged on account demo, moved to account acme (no route reaches it) before its
+    messages were drawn: the dashboard said "Being told: operator and policy-owner.", then
+    "Not told: …", of the messages about demo, withdrawn as no longer so, as if they were
+    to be told of acme. Nobody was told it is engaged where it is now."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    switch.account = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    switch.save()
+    deliver_due(switch)
+
+    said = switch_on_dashboard(login)
+    assert said.endswith(
+        "Nobody was told it is engaged: no active route names anyone for what it covers."
+    ), said
+
+
 def test_a_switch_moved_while_engaged_is_said_moved_on_the_dashboard_and_in_its_release(
     demo_world, mailoutbox, login
 ):
