@@ -74,6 +74,7 @@ from approvals.selectors import (
     reassessed_otherwise,
     reassessed_policy_ref,
     retries_awaited,
+    retries_of,
     retry_ends_it_said,
     retry_may_repeat_said,
     retry_past_kill_switches_said,
@@ -1539,7 +1540,18 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description=f"{SENT_TO_RUN_AGAIN} at")
     def sent_to_run_again_at(self, proposal: Proposal) -> str | None:
-        return _time_or_none(_run_times(proposal).retried)
+        # A retry is its person's approval to run it, and the decisions below name only who
+        # approved it first: each retry up to this version, in order, says who sent it
+        # ("… by operator, then … by operator2"), not the last one's time alone.
+        as_of = version_recorded_at(proposal)
+        retries = [
+            retry
+            for retry in retries_of([proposal]).get(proposal.pk, [])
+            if as_of is None or retry.at <= as_of
+        ]
+        if not retries:
+            return _time_or_none(_run_times(proposal).retried)
+        return ", then ".join(f"{console_time(retry.at)} by {retry.by}" for retry in retries)
 
     @admin.display(description="execution started at")
     def execution_started_at(self, proposal: Proposal) -> str | None:

@@ -1051,11 +1051,12 @@ def _is_retry(record) -> bool:
 @dataclass(frozen=True)
 class Retry:
     """A person's retry of a proposal's failed execution: when they sent it to run again
-    (their approval to run it), and the failed attempt it followed (None where no failed
-    attempt before it is on record)."""
+    (their approval to run it), who did (their name as its history records it), and the
+    failed attempt it followed (None where no failed attempt before it is on record)."""
 
     at: datetime
     failed: Execution | None
+    by: str
 
 
 def retries_of(proposals: Iterable[Proposal]) -> dict[int, list[Retry]]:
@@ -1074,7 +1075,7 @@ def retries_of(proposals: Iterable[Proposal]) -> dict[int, list[Retry]]:
     for words in _RETRY_RECORDED:
         recorded_as_retry |= Q(history_change_reason__startswith=words)
     retries: dict[int, list[Retry]] = defaultdict(list)
-    for pk, at in (
+    for pk, at, by in (
         Proposal.history.filter(
             recorded_as_retry,
             id__in=failed,
@@ -1082,10 +1083,10 @@ def retries_of(proposals: Iterable[Proposal]) -> dict[int, list[Retry]]:
             history_actor_kind="user",
         )
         .order_by("id", "history_id")
-        .values_list("id", "history_date")
+        .values_list("id", "history_date", "history_actor")
     ):
         before = [a for a in failures[pk] if a.started_at < at]
-        retries[pk].append(Retry(at=at, failed=before[-1] if before else None))
+        retries[pk].append(Retry(at=at, failed=before[-1] if before else None, by=by))
     return dict(retries)
 
 

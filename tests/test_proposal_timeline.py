@@ -119,7 +119,7 @@ def test_a_retried_proposal_that_executed_says_it_failed_was_sent_again_and_exec
         ("Evaluated at", at(raise_.evaluated_at)),
         ("Decided at", at(raise_.decided_at)),
         ("Failed at", at(first.finished_at)),
-        ("Sent to run again at", at(raise_.approved_at)),
+        ("Sent to run again at", f"{at(raise_.approved_at)} by operator"),
         ("Executed at", at(raise_.executed_at)),
     ]
 
@@ -136,7 +136,7 @@ def test_a_retried_proposal_that_failed_again_says_so(operator, login):
     assert rows[2:] == [
         ("Decided at", at(raise_.decided_at)),
         ("Failed at", at(first.finished_at)),
-        ("Sent to run again at", at(raise_.approved_at)),
+        ("Sent to run again at", f"{at(raise_.approved_at)} by operator"),
         ("Failed again at", at(second.finished_at)),
     ]
 
@@ -159,7 +159,7 @@ def test_one_under_way_says_when_it_started_not_that_it_executed(operator, login
     assert timeline(login("auditor"), raise_)[2:] == [
         ("Decided at", at(raise_.decided_at)),
         ("Failed at", at(first.finished_at)),
-        ("Sent to run again at", at(raise_.approved_at)),
+        ("Sent to run again at", f"{at(raise_.approved_at)} by operator"),
         ("Execution started at", at(attempt.started_at)),
     ]
 
@@ -348,7 +348,7 @@ def test_each_past_version_of_a_retried_proposal_says_what_had_happened_by_then(
     first, second = attempts_of(bid)
     assert (first.status, second.status) == ("failed", "succeeded")
     before = ("Failed at", at(first.finished_at))
-    sent = ("Sent to run again at", at(bid.approved_at))
+    sent = ("Sent to run again at", f"{at(bid.approved_at)} by operator")
 
     assert version_timelines(login("auditor"), bid) == [
         ("approved", [("Executed at", "—")]),
@@ -375,7 +375,7 @@ def test_a_version_recorded_at_its_second_failure_says_that_one_not_the_next(ope
 
     assert timeline(login("auditor"), raise_, failed_again)[3:] == [
         ("Failed at", at(first.finished_at)),
-        ("Sent to run again at", at(failed_again.approved_at)),
+        ("Sent to run again at", f"{at(failed_again.approved_at)} by operator"),
         ("Failed again at", at(second.finished_at)),
     ]
     assert at(third.finished_at) != at(second.finished_at)
@@ -398,3 +398,38 @@ def test_a_past_version_says_which_moment_it_shows(operator, login):
         f"This is proposal #{raise_.pk} as it stood at {at(retried.history_date)}, as recorded "
         "by operator (person). Its page shows it as it is now."
     )
+
+
+def test_a_proposal_retried_twice_by_two_people_names_each_retry_and_who_sent_it(operator, login):
+    """A person's retry is their approval to run it, and the page's decisions name only who
+    approved it first: its timeline says who sent it to run again, each time, in order, not
+    the last retry's time alone with nobody named (the run that executed was operator2's
+    word, not the approver's)."""
+    colleague = get_user_model().objects.create_user("operator2", is_staff=True)
+    colleague.groups.set(operator.groups.all())
+    raise_ = failed(a_raise())
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_ = failed(raise_)
+    second_failure = raise_.executions.order_by("attempt").last()
+    first_retry_at = (
+        Proposal.history.filter(
+            id=raise_.pk, history_change_reason__startswith="sent to run again by operator"
+        )
+        .first()
+        .history_date
+    )
+    proposal_retry(proposal_id=raise_.pk, reviewer=colleague)
+    assert proposal_execute(proposal_id=raise_.pk).status == "executed"
+    raise_.refresh_from_db()
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Failed at", at(second_failure.finished_at)),
+        (
+            "Sent to run again at",
+            f"{at(first_retry_at)} by operator, then {at(raise_.approved_at)} by operator2",
+        ),
+        ("Executed at", at(raise_.executed_at)),
+    ]
