@@ -218,8 +218,9 @@ def celery_worker(
     """A real Celery worker process, on the test database and this session's queue.
 
     Once started it serves the rest of the session. A transactional test (whose commits send
-    tasks) must therefore use it and wait for what it sent to finish: a task still running
-    when the test database is emptied deadlocks the flush."""
+    tasks) must therefore use it, and its teardown waits for what it sent to finish
+    (``worker_settled``): a task still running when the test database is emptied would write
+    to it after the flush, or hold the flush up (``tests.postgresql_emptied_by_delete``)."""
     global WORKER_RUNNING
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
@@ -292,7 +293,7 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
     """A test that uses the worker leaves it nothing to send when it ends. Every proposal of
     the demo account that waits for a person is told to the operators (seed_demo's route), so
     most such tests leave messages on their way, which the test itself never waits for; a
-    worker still writing them when the database is emptied deadlocks the flush."""
+    worker still writing them when the database is emptied holds the flush up."""
     marker = request.node.get_closest_marker("django_db")
     transactional = (marker is not None and marker.kwargs.get("transaction")) or {
         "transactional_db",
@@ -306,7 +307,6 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
         return
     # The database set up before this fixture, so that it is emptied only after the wait.
     request.getfixturevalue("transactional_db" if transactional else "db")
-    flush_yields_to_the_worker(False)
     yield
     from notifications.models import Notification, NotificationStatus
 
@@ -321,40 +321,53 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
         time.sleep(0.1)
     if transactional:
         worker_settled()
-        flush_yields_to_the_worker(True)
 
 
 def worker_settled(timeout: float = 10) -> None:
-    """Wait, at most ``timeout`` seconds, until no other session on the test database is
-    running a statement or holds a transaction open: the worker finishing a task the test
-    never waited for (an execution, a callback, a Slack update). The flush's locks are taken
-    table by table, so a worker task that began waiting on one of them more than its
-    ``deadlock_timeout`` before the flush waits on the task's own is not the one PostgreSQL
-    ends: the flush is, and the test's rows are left for the next test to read."""
+    """Wait, at most ``timeout`` seconds, until the session's workers run and hold no task
+    (what the test's commits sent and it never waited for: an execution, a callback, a Slack
+    update, and what each of those sends on) and, at the same moment, no other session on the
+    test database is running a statement or holds a transaction open (a web server's
+    request). The workers are asked before and after the database is looked at: a task the
+    worker took between two looks, or one between two of its transactions (waiting on Slack,
+    say), left the database idle for a moment, and its next transaction was open at the flush.
+
+    What is still under way then is left to the flush, which never waits for a table while
+    holding another (``tests.postgresql_emptied_by_delete``): it waits for it to end."""
     if connection.vendor != "postgresql":
         return
+
+    def workers_idle() -> bool:
+        return not WORKER_RUNNING or workers_without_tasks()
+
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
+
+        def database_idle() -> bool:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
             )
-            if not cursor.fetchone()[0]:
+            return not cursor.fetchone()[0]
+
+        while time.monotonic() < deadline:
+            if workers_idle() and database_idle() and workers_idle():
                 return
             time.sleep(0.05)
 
 
-def flush_yields_to_the_worker(yields: bool) -> None:
-    """Whatever else the worker may still be writing when the tables are emptied (an execution
-    the test started and never waited for, a callback), PostgreSQL's deadlock check ends the
-    worker's transaction rather than the flush: the worker's session notices first (its
-    deadlock_timeout is the default second; the flush's, 30 s), and its task is retried. Set
-    for the flush, reset for the next test."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET deadlock_timeout = '30s'" if yields else "RESET deadlock_timeout")
+def workers_without_tasks() -> bool:
+    """Whether each of the session's workers (bin/worker's three, ``celery_worker``) answers
+    that it runs no task and holds none it took from its queue. A task due later (a retry's
+    countdown, a channel's "come back in ten minutes") is not waited for: some come back every
+    second or so while a lease runs out."""
+    queue, host = celery_app.conf.task_default_queue, socket.gethostname()
+    workers = [f"{queue}{kind}@{host}" for kind in ("", ".webhooks", ".callbacks")]
+    inspect = celery_app.control.inspect(destination=workers, timeout=1.0, limit=len(workers))
+    replies = [inspect.active(), inspect.reserved()]
+    if any(reply is None or len(reply) < len(workers) for reply in replies):
+        return False  # one that did not answer in time may be busy
+    return not any(tasks for reply in replies for tasks in reply.values())
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1):

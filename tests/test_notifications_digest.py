@@ -455,7 +455,7 @@ def test_a_slack_digest_of_many_routes_names_them_within_what_slack_takes(optimi
 def outbox_settled() -> None:
     """Every message the test's decisions sent recorded, as the worker records it after
     Slack has it: a worker's transaction still open when the test's database is emptied
-    deadlocks the flush (conftest's celery_worker)."""
+    holds the flush up (conftest's celery_worker)."""
     wait_until(
         lambda: not Notification.objects.filter(status=NotificationStatus.PENDING).exists(),
         timeout=15,
