@@ -1,15 +1,19 @@
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group, Permission
-from django.utils.html import format_html_join
+from django.db import models
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from access.models import SecondFactorRequirement
 from access.selectors import Membership, memberships
 from audit.admin import AuditedHistoryAdmin, ChangeReasonAdmin, ChangeReasonForm, is_history_page
 from audit.models import history_model_permissions
 from hitlproject.formats import console_time
+from hitlproject.vocabulary import how_many
 
 
 @admin.register(SecondFactorRequirement)
@@ -118,6 +122,34 @@ class PersonAdmin(
             memberships(users=[obj]), name_of=lambda membership: membership.group.name
         )
 
+    # A person the record of what happened names (who decided a proposal, who was told of
+    # one, who asked for a verification of the chain) is kept, as the auditor reads them
+    # there: every such reference is ``PROTECT``. Django's collector
+    # said so as "would require deleting the following protected related objects", listing
+    # every decision and message; the page says what is so, from counts, and what to do.
+    def delete_view(self, request, object_id, extra_context=None):
+        person = self.get_object(request, unquote(object_id))
+        if person is not None and records_naming(person):
+            extra_context = {
+                **(extra_context or {}),
+                "protected_said": format_html(
+                    "“{}” cannot be deleted: the record of what happened names them, and "
+                    "keeps naming them. To stop them using the platform, "
+                    '<a href="{}">deactivate them on their page</a> instead (untick '
+                    "“Active”, saying why): they can no longer log in, decide or be told of "
+                    "anything, and their history says who deactivated them, when and why.",
+                    person.get_username(),
+                    reverse("admin:auth_user_change", args=[person.pk]),
+                ),
+            }
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        named = [said for person in objs for said in records_naming(person)]
+        if named:
+            return [], {}, set(), named
+        return super().get_deleted_objects(objs, request)
+
 
 class RoleAdmin(
     WithoutHistoryPermissions, ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, GroupAdmin
@@ -142,6 +174,25 @@ class RoleAdmin(
         return memberships_shown(
             memberships(group=obj), name_of=lambda membership: membership.user.get_username()
         )
+
+
+def records_naming(person) -> list[str]:
+    """What keeps ``person`` from being deleted, one line each: every record that names them
+    and is kept (a ``PROTECT`` reference to them), counted ("3 decisions (reviewer)")."""
+    said = []
+    for relation in type(person)._meta.get_fields(include_hidden=True):
+        # Those that name no way back too (``related_name="+"``: the outbox's recipient).
+        if not relation.is_relation or relation.concrete or relation.many_to_many:
+            continue
+        if relation.on_delete is not models.PROTECT:
+            continue
+        count = relation.related_model._base_manager.filter(**{relation.field.name: person}).count()
+        if count:
+            said.append(
+                f"{how_many(count, relation.related_model._meta.verbose_name)} "
+                f"({relation.field.verbose_name})"
+            )
+    return said
 
 
 admin.site.unregister(get_user_model())

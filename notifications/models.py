@@ -237,8 +237,10 @@ class Notification(models.Model):
         related_name="+",
     )
     review_round = models.PositiveSmallIntegerField()
+    # Who was told is on record for good: a person told of anything is deactivated, not
+    # deleted (``access.admin.PersonAdmin``).
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
     channel = models.CharField(max_length=8, choices=NotificationChannel.choices)
