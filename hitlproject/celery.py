@@ -26,7 +26,6 @@ OUTBOUND_QUEUES = {
     # People's notifications wait on a mail server or Slack, as callbacks wait on agents'.
     "notifications.deliver_notifications": "callbacks",
     "notifications.deliver_notification": "callbacks",
-    "notifications.retract_slack_messages": "callbacks",
     # Not outbound, but long: a verification of the audit chain walks every record (minutes
     # on a long chain), so it runs on a thread there rather than hold one of the processes
     # that evaluate and execute.

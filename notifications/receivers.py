@@ -1,11 +1,11 @@
 """What a person's Slack messages offer follows what they may do, as soon as it changes: a
 second factor required of a group of theirs (``access``), their groups or permissions
-changed, their staff status taken away, their account deactivated or deleted; and what may
-be done with a proposal, as soon as its agent is stopped (deactivated, or an account taken
-away from it) or started again, or a guardrail is set or lifted on its campaign or account
-(the console's ledger pages). Each receiver names the people, the agents or the accounts a
-save touched and leaves the rest to the services (``slack_messages_follow_people``,
-``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``,
+changed, their staff status taken away, their account deactivated (one who was sent a
+message cannot be deleted: the outbox names them); and what may be done with a proposal, as
+soon as its agent is stopped (deactivated, or an account taken away from it) or started
+again, or a guardrail is set or lifted on its campaign or account (the console's ledger
+pages). Each receiver names the people, the agents or the accounts a save touched and leaves
+the rest to the services (``slack_messages_follow_people``, ``slack_messages_follow_agents``,
 ``slack_messages_follow_guardrail_save``). A kill switch engaged or released (or, engaged,
 moved to cover something else) tells the people the routes meeting its scope name, and
 those told it was engaged (``kill_switch_tell``). ``access``, ``approvals``, ``policies``,
@@ -25,7 +25,6 @@ from notifications.services import (
     slack_messages_follow_agents,
     slack_messages_follow_guardrail_save,
     slack_messages_follow_people,
-    slack_messages_take_back_of_deleted,
     slack_on,
 )
 from policies.models import KillSwitch
@@ -106,11 +105,6 @@ def _user_saved(sender, instance, created, raw=False, **kwargs) -> None:
             about=f"{instance.get_username()}: "
             + ", ".join(said[field, getattr(instance, field)] for field in changed),
         )
-
-
-@receiver(pre_delete, sender=User)
-def _user_deleted(sender, instance, **kwargs) -> None:
-    slack_messages_take_back_of_deleted(user=instance)
 
 
 @receiver(pre_delete, sender=Group)

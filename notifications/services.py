@@ -173,7 +173,6 @@ DELIVERY_ON_ITS_WAY = "notifications.deliver"
 DELIVER_NOTIFICATIONS = "notifications.deliver_notifications"
 REDRAW_SLACK_MESSAGES = "notifications.redraw_slack_messages"
 FOLLOW_MOVES_AHEAD = "notifications.follow_moves_ahead"
-RETRACT_SLACK_MESSAGES = "notifications.retract_slack_messages"
 ON_ITS_WAY_STALE_SECONDS = 5
 # An update of a Slack message that Slack could not take for now (out of reach, rate limited,
 # answering 5xx) is tried past ``NOTIFICATION_MAX_ATTEMPTS``, its backoff doubling up to an
@@ -1671,37 +1670,6 @@ def _redraw_gathered() -> None:
             app.send_task(REDRAW_SLACK_MESSAGES, (sorted(ids), about))
         else:
             app.send_task(REDRAW_SLACK_MESSAGES, ([], about), {whose: sorted(ids)})
-
-
-def slack_messages_take_back_of_deleted(*, user) -> None:
-    """In the transaction that deletes a person (their messages' records go with them): once
-    it commits, each of their Slack messages of a proposal that waits is taken back by a task
-    (``RETRACT_SLACK_MESSAGES``), saying why; its buttons would answer that nobody matches."""
-    where = [
-        [message.slack_channel, message.slack_ts]
-        for message in _live_slack_messages([user.pk]).only("slack_channel", "slack_ts")
-    ]
-    if where:
-        text = f"This message is no longer shown: {user.get_username()} was deleted."
-        after_commit(_retract_later, where, text)
-
-
-def _retract_later(where: list[list[str]], text: str) -> None:
-    app.send_task(RETRACT_SLACK_MESSAGES, (where, text))
-
-
-def slack_messages_retract(*, where: Sequence[Sequence[str]], text: str) -> None:
-    """Take back the Slack messages at ``where`` (channel and ts of each), saying ``text``.
-    A message Slack no longer has is let be; one it could not take now raises the error,
-    to be tried again."""
-    channel = channel_for(NotificationChannel.SLACK)
-    for slack_channel, ts in where:
-        try:
-            channel.retract(where={"channel": slack_channel, "ts": ts}, text=text)
-        except ChannelError as error:
-            if not error.permanent:
-                raise
-            logger.warning("Slack message %s %s not taken back: %s", slack_channel, ts, error)
 
 
 def outcome_text(proposal: Proposal, *, reader=None) -> str:

@@ -4,7 +4,6 @@ from celery import shared_task
 from django.db import OperationalError
 
 from hitlproject.on_its_way import started
-from notifications.channels import ChannelError
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
 from notifications.services import (
@@ -12,13 +11,11 @@ from notifications.services import (
     DELIVERY_ON_ITS_WAY,
     FOLLOW_MOVES_AHEAD,
     REDRAW_SLACK_MESSAGES,
-    RETRACT_SLACK_MESSAGES,
     notifications_deliver,
     notifications_resend_due,
     slack_messages_follow_moves_ahead,
     slack_messages_redrawn_for_people,
     slack_messages_redrawn_for_proposals,
-    slack_messages_retract,
 )
 
 
@@ -89,13 +86,3 @@ def follow_moves_ahead(moved: list[list]) -> None:
     # Records the updates of the messages whose approval the moves changed (the outbox); the
     # delivery task sends them. ``moved``: [proposal id, the status it moved to], each.
     slack_messages_follow_moves_ahead(moved=moved)
-
-
-@shared_task(
-    name=RETRACT_SLACK_MESSAGES,
-    autoretry_for=(ChannelError,),
-    retry_backoff=True,
-    max_retries=8,
-)
-def retract_slack_messages(where: list[list[str]], text: str) -> None:
-    slack_messages_retract(where=where, text=text)
