@@ -112,7 +112,7 @@ def test_a_right_to_left_override_in_a_series_name_stays_inside_that_name(optimi
     caption's range "(1 – 17)" read "(71 – 1)", and the legend "control (last 17) ■ test
     (last 91)" read "control(19 tsal) tset ■ (71 tsal)", the other series' figure beside it.
     Each name is isolated (HTML's <bdi>), so the figures beside it read as the platform
-    wrote them."""
+    wrote them, and named as its JSON spells it, the override written out."""
     response = send(
         optimizer,
         '{"roas\\u202e": [1, 2, 17], '
@@ -124,8 +124,11 @@ def test_a_right_to_left_override_in_a_series_name_stays_inside_that_name(optimi
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
 
     text = re.sub(r"\s+", " ", page.text)
-    assert '<strong><bdi>roas\u202e</bdi></strong> <span style="color:#777">(1 – 17)' in text
-    assert "<bdi>control\u202e</bdi> (last 17)" in text
+    assert (
+        '<strong><bdi>&quot;roas\\u202e&quot;</bdi></strong> <span style="color:#777">(1 – 17)'
+        in text
+    )
+    assert "<bdi>&quot;control\\u202e&quot;</bdi> (last 17)" in text
     assert "<bdi>test</bdi> (last 91)" in text
 
 
@@ -174,3 +177,44 @@ def test_a_series_named_with_nothing_visible_is_named_as_its_json_spells_it(opti
     assert "<bdi>ctr</bdi> (last 2)" in text
     assert "<summary>The figures of </summary>" not in text
     assert "<summary>The figures of \u200b</summary>" not in text
+
+
+def test_series_whose_names_would_show_alike_are_each_named_as_the_json_spells_them(
+    optimizer, login
+):
+    """Series named "ctr", "ctr" with a zero-width space after it and "сtr" with a Cyrillic
+    "с" were three charts captioned "ctr"; in one chart, "ba" and a right-to-left override
+    before "ab" were two lines named "ba", "a" and "a " two named "a"; and the series ""
+    (named as its JSON spells it, ``""``) took the place of one named ``""``, which was drawn
+    nowhere. A name that would show as another one does (an invisible or blank character,
+    letters of scripts that look alike mixed, spaces at its ends or doubled, a leading quote)
+    is named as the data below spells it; every series is drawn, and no two names read alike."""
+    response = send(
+        optimizer,
+        '{"ctr": [1, 2, 3], "ctr\\u200b": [9, 8, 7], "\\u0441tr": [4, 4, 4], '
+        '"conv": {"ba": [3, 3], "\\u202eab": [2, 2], "a": [3, 4], "a ": [5, 6], '
+        '"\\"\\"": [1, 2], "": [7, 8]}}',
+    )
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    text = re.sub(r"\s+", " ", page.text)
+    titles = re.findall(r"<figcaption><strong><bdi>(.*?)</bdi></strong>", text)
+    # In the order PostgreSQL keeps an object's keys (shortest first), SQLite as sent.
+    assert sorted(titles) == sorted(
+        ["ctr", "&quot;ctr\\u200b&quot;", "&quot;\\u0441tr&quot;", "conv"]
+    )
+    conv = text.split('aria-label="conv"')[1].split("</figure>")[0]
+    legend = re.findall(r"<bdi>(.*?)</bdi> \(last (\d+)\)", conv)
+    assert sorted(legend) == sorted(
+        [
+            ("ba", "3"),
+            ("&quot;\\u202eab&quot;", "2"),
+            ("a", "4"),
+            ("&quot;a &quot;", "6"),
+            ("&quot;\\&quot;\\&quot;&quot;", "2"),
+            ("&quot;&quot;", "8"),
+        ]
+    )
