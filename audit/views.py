@@ -86,7 +86,9 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     as_format = form.cleaned_data["format"]
     response = StreamingHttpResponse(
         as_csv(records) if as_format == "csv" else as_jsonl(records),
-        content_type="text/csv" if as_format == "csv" else "application/x-ndjson",
+        # Named: a reader takes text of no named charset as ISO-8859-1 (HTTP's default for
+        # text/*), and "Approved → Executing" read as "Approved â\x86\x92 Executing".
+        content_type="text/csv; charset=utf-8" if as_format == "csv" else "application/x-ndjson",
     )
     days = form.days_named()
     response["Content-Disposition"] = f'attachment; filename="audit-{days}.{as_format}"'

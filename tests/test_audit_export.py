@@ -570,3 +570,17 @@ def test_a_reassessed_proposals_record_gives_the_version_its_reasons_were_reache
     keys = list(last)
     assert keys.index("reassessed_policy_number") == keys.index("reassessed_policy_version") + 1
     assert [fields["reassessed_policy_number"] for fields in in_csv] == [None, None, 2]
+
+
+def test_the_csv_export_names_its_charset_so_an_arrow_reads_as_an_arrow(login):
+    """The CSV was sent as "text/csv" alone: a reader that takes text of no named charset
+    as HTTP's default (ISO-8859-1), as Python's requests does, read "Approved → Executing"
+    as "Approved â\\x86\\x92 Executing". It says it is UTF-8, as it is."""
+    executed_reference_proposal()
+    response = login("auditor").get(URL, {**period(), "format": "csv"})
+
+    kind, _, charset = response["Content-Type"].partition("; charset=")
+    assert kind == "text/csv"
+    text = b"".join(response.streaming_content).decode(charset or "iso-8859-1")
+    reasons = {row["reason"] for row in csv.DictReader(io.StringIO(text))}
+    assert "Approved → Executing" in reasons
