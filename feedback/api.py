@@ -38,6 +38,7 @@ from hitlproject.validation import (
     ShownTextField,
     StrictQuery,
     StrictSerializer,
+    may_show_as_another,
 )
 from hitlproject.vocabulary import NOTE_MAX_LENGTH, how_many
 from hitlproject.wakeups import feedback_topic
@@ -46,8 +47,8 @@ MAX_METRICS = 50
 
 
 class MetricsField(serializers.DictField):
-    """Figures by name: at most 50, names of 1 to 100 printable characters, each a number
-    kept as written (``FigureField``)."""
+    """Figures by name: at most 50, names of 1 to 100 printable characters that show as
+    themselves (``may_show_as_another``), each a number kept as written (``FigureField``)."""
 
     child = FigureField()
 
@@ -55,8 +56,14 @@ class MetricsField(serializers.DictField):
         metrics = super().to_internal_value(data)
         if len(metrics) > MAX_METRICS:
             raise serializers.ValidationError(f"At most {MAX_METRICS} figures.")
-        if any(not 1 <= len(name) <= 100 or not name.isprintable() for name in metrics):
-            raise serializers.ValidationError("Names are 1 to 100 printable characters.")
+        # Printable, and each shown as itself: the proposal's page listed "ctr 0.01, сtr 0.7"
+        # (a Cyrillic "с"), and a name with a variation selector or spaces at its end alike.
+        if any(not 1 <= len(name) <= 100 or may_show_as_another(name) for name in metrics):
+            raise serializers.ValidationError(
+                "Names are 1 to 100 printable characters, each shown as itself: no invisible "
+                "or blank characters, no spaces at either end or two together, no word mixing "
+                "Latin, Cyrillic or Greek letters."
+            )
         return metrics
 
 

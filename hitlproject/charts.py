@@ -4,11 +4,10 @@ person sees are the ones in the page."""
 import json
 import math
 import textwrap
-import unicodedata
 from dataclasses import dataclass
 from decimal import Context, Decimal
 
-from hitlproject.validation import shows_nothing
+from hitlproject.validation import may_show_as_another
 
 
 def as_sent(value: float | int) -> str:
@@ -213,41 +212,16 @@ def chartable(value) -> list[float | int] | None:
     return points
 
 
-# Scripts whose letters look alike (Latin "c", Cyrillic "с", Greek "ϲ"): a name that mixes
-# them reads as a name written in one.
-_LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
-
-
-def _may_show_as_another(key: str) -> bool:
-    """Whether a name may show as another name does: it holds an invisible, blank or
-    unprintable character (a zero-width space, a direction override, a no-break space), or
-    spaces at its ends or two together (a page draws them as one, or as none), or a word
-    mixing letters of scripts that look alike ("сtr"); or it opens with a quote, as a name
-    written as its JSON spelling does."""
-    if shows_nothing(key) or key.startswith('"') or key != key.strip(" ") or "  " in key:
-        return True
-    scripts: set[str] = set()  # of the word being read
-    for char in key:
-        if char != " " and (not char.isprintable() or shows_nothing(char)):
-            return True
-        if not char.isalpha():
-            scripts = set()
-            continue
-        scripts.add(unicodedata.name(char, "").split(" ", 1)[0])
-        if len(scripts & _LOOK_ALIKE_SCRIPTS) > 1:
-            return True
-    return False
-
-
 def series_name(key: str) -> str:
     """A series' name as its chart says it: as sent, unless it could show as another name or
-    as nothing (``_may_show_as_another``), then as its JSON spells it (``""``,
+    as nothing (``may_show_as_another``), or opens with a quote as a name written as its
+    JSON spelling does, then as its JSON spells it (``""``,
     ``"ctr\\u200b"``, ``"\\u0441tr"``), as the supporting data below the charts shows it.
     Such names captioned charts with nothing ("The figures of "), and three series named
     "ctr", "ctr" with a zero-width space after it and "сtr" with a Cyrillic "с" were three
     charts captioned "ctr". A name kept as sent never opens with a quote, so it never reads
     as another one's JSON spelling (a series named ``""`` took the place of one named "")."""
-    return json.dumps(key) if _may_show_as_another(key) else key
+    return json.dumps(key) if key.startswith('"') or may_show_as_another(key) else key
 
 
 def numeric_series(data: dict, limit: int = 6) -> list[LineChart]:

@@ -201,6 +201,32 @@ def shows_nothing(text: str) -> bool:
     )
 
 
+# Scripts whose letters look alike (Latin "c", Cyrillic "с", Greek "ϲ"): a name that mixes
+# them reads as a name written in one.
+_LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
+def may_show_as_another(text: str) -> bool:
+    """Whether a name may show as another name does: it shows nothing, or holds an
+    invisible, blank or unprintable character (a zero-width space, a direction override, a
+    no-break space, a variation selector, a Hangul filler), or spaces at its ends or two
+    together (a page draws them as one, or as none), or a word mixing letters of scripts
+    that look alike ("сtr", a Cyrillic "с" before Latin letters, shows as "ctr")."""
+    if shows_nothing(text) or text != text.strip(" ") or "  " in text:
+        return True
+    scripts: set[str] = set()  # of the word being read
+    for char in text:
+        if char != " " and (not char.isprintable() or shows_nothing(char)):
+            return True
+        if not char.isalpha():
+            scripts = set()
+            continue
+        scripts.add(unicodedata.name(char, "").split(" ", 1)[0])
+        if len(scripts & _LOOK_ALIKE_SCRIPTS) > 1:
+            return True
+    return False
+
+
 class ShownTextField(serializers.CharField):
     """Text a person reads (a creative's): refused if it would show as blank, whatever
     invisible characters it is made of; as a field of spaces alone already is."""

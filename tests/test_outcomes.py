@@ -248,3 +248,40 @@ def test_figures_are_read_back_as_the_agent_wrote_them(optimizer, executed):
     }
     assert all(type(metrics[name]) is int for name in ("clicks_7d", "big", "whole_text"))
     assert all(type(metrics[name]) is float for name in ("cpc_7d", "small", "as_text"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0441tr",  # a Cyrillic "с" before Latin letters
+        "ctr\ufe0f",  # a variation selector, drawn as nothing
+        "ctr\u3164",  # a Hangul filler, a letter drawn as blank space
+        "ctr ",
+        " ctr",
+        "cost  per click",  # a page draws two spaces as one
+    ],
+)
+def test_a_figure_named_as_it_would_show_as_another_is_refused(optimizer, executed, login, name):
+    """An agent reported "ctr" 0.01 and, beside it, a name the proposal's page showed as
+    "ctr" too ("ctr 0.01, ctr 0.7"): its reader could not tell which figure was which. A
+    name that would show as another one is a 400 naming why, and nothing is recorded."""
+    response = optimizer.post(
+        outcome_url(executed), {"metrics": {"ctr": 0.01, name: 0.7}}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    [said] = response.json()["metrics"]
+    assert said.startswith("Names are 1 to 100 printable characters")
+    assert "shown as itself" in said
+    assert not Outcome.objects.exists()
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[executed.pk]))
+    assert "0.7" not in page.text.split('data-label="Figures">')[-1].split("<")[0]
+
+
+def test_figures_named_in_other_scripts_are_taken(optimizer, executed):
+    response = optimizer.post(
+        outcome_url(executed),
+        {"metrics": {"Klicks (Ελλάδα)": 3, "コンバージョン率": 0.2, "cost per click": 1.5}},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
