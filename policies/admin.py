@@ -62,7 +62,7 @@ from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.formats import console_time
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.validation import id_asked
+from hitlproject.validation import id_asked, may_show_as_another
 from hitlproject.vocabulary import (
     AFTER_AN_UNSURE_ATTEMPT,
     AT_NEXT_ATTEMPT,
@@ -625,6 +625,19 @@ class PolicyForm(ChangeReasonForm):
             if name in self.initial:
                 shown_in = "ratio" if name in PERCENT_FIELDS else unit
                 self.initial[name] = as_typed(self.initial[name], shown_in)
+
+    def clean_name(self) -> str:
+        """Operators and auditors tell policies apart by name ("Routed by policy “Bid
+        adjustments”"): one named as it would show as another's is refused."""
+        name = self.cleaned_data["name"]
+        if may_show_as_another(name):
+            raise forms.ValidationError(
+                "This name would show as another name does: write it without invisible or "
+                "blank characters, spaces at either end or two together, or a word mixing "
+                "Latin, Cyrillic or Greek letters.",
+                code="shows_as_another",
+            )
+        return name
 
     def clean_change_reason(self) -> str:
         reason = self.cleaned_data["change_reason"]
