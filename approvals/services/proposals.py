@@ -1049,7 +1049,7 @@ def guardrail_blocks_each(
     touched = {proposal.pk: _touched(proposal) for proposal in proposals}
     by_account = guardrail_campaigns(proposals) if campaigns is None else campaigns
     blocks = {}
-    lowered = hard_ceilings_lowered_since(proposals)
+    lowered = hard_ceilings_lowered_since(proposals, campaigns=by_account)
     for proposal in proposals:
         theirs = by_account.get(proposal.account_id, {})
         if not touched[proposal.pk] <= theirs.keys():
@@ -1071,7 +1071,10 @@ def routed_version(proposal: Proposal) -> int | None:
 
 
 def hard_ceilings_lowered_since(
-    proposals: Iterable[Proposal], *, latest: dict[int, int | None] | None = None
+    proposals: Iterable[Proposal],
+    *,
+    latest: dict[int, int | None] | None = None,
+    campaigns: GuardrailCampaigns | None = None,
 ) -> dict[int, tuple[str, ...]]:
     """By proposal id, what the hard ceilings of the policy that routed each refuse about it
     now, where that policy has changed since (a ceiling lowered below it): a person's approval
@@ -1082,7 +1085,15 @@ def hard_ceilings_lowered_since(
     proposals were read with where they were (the queue reads them with its rows), else read
     in one statement; their versions only where one has a hard ceiling, unless ``latest``
     gives them (each policy's latest history record, by policy id, read with the proposals:
-    the executor's)."""
+    the executor's).
+
+    A failed one that moves an amount, the figures it is judged by having moved since it was
+    assessed (its source budget cut by another move), is judged as a retry would run it: on
+    its figures re-assessed from the ledger now (``campaigns``: the ledger as the guardrails
+    read it, ``guardrail_campaigns``), as the executor re-assesses it before its attempt
+    (``executors.runner._reassessed``), which would fail it for a block. Retrying it
+    re-assessed above its hard ceiling is refused, and said so, rather than sent to fail
+    again at once."""
     proposals = [proposal for proposal in proposals if proposal.verdict_policy_id is not None]
     policies: dict[int, Policy] = {}
     for proposal in proposals:
@@ -1116,10 +1127,18 @@ def hard_ceilings_lowered_since(
             continue
         # Routed by the version in force and not re-assessed since, it is within its hard
         # ceilings (above them, it was blocked). Re-assessed since (its source budget cut by
-        # another move), it may now be above them, under whichever version.
-        if latest[policy.pk] == routed and proposal.reassessed_policy_version is None:
+        # another move), it may now be above them, under whichever version; so may a failed
+        # one a retry would re-assess.
+        judged = _as_retried(proposal, campaigns) if campaigns is not None else None
+        if (
+            latest[policy.pk] == routed
+            and proposal.reassessed_policy_version is None
+            and judged is None
+        ):
             continue
-        found = hard_ceilings_refuse(proposal, rule_from_policy(policy, latest[policy.pk]))
+        found = hard_ceilings_refuse(
+            judged or proposal, rule_from_policy(policy, latest[policy.pk])
+        )
         if found:
             then = version_number(policy.pk, proposal.verdict_policy_version or routed)
             now = version_number(policy.pk, latest[policy.pk])
@@ -1132,6 +1151,45 @@ def hard_ceilings_lowered_since(
             )
             refused[proposal.pk] = (HardCeilingFinding(since + " ".join(found)),)
     return refused
+
+
+def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal | None:
+    """For a failed proposal that moves an amount (``ActionType.sets_values`` false) whose
+    figures were read from campaign fields that have moved since it was assessed, a stand-in
+    with its figures as a retry's execution re-assesses them from the ledger now (nothing is
+    saved); None for any other (one that sets a value whose target moved ends superseded at
+    its retry; one whose campaign is gone, or that the ledger refuses, is said so apart)."""
+    if proposal.status != ProposalStatus.FAILED:
+        return None
+    action_type = action_types.named(proposal.action_type)
+    if action_type.sets_values:
+        return None
+    touched = action_type.campaign_fields(proposal.payload)
+    theirs = campaigns.get(proposal.account_id, {})
+    if not touched.keys() <= theirs.keys():
+        return None
+    now = {external_id: theirs[external_id] for external_id in touched}
+    snapshot = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=now)
+    saw = proposal.target_snapshot or {}
+    if all(
+        ledger_value_recorded(value) == ledger_value_recorded(saw.get(campaign, {}).get(name))
+        for campaign, values in snapshot.items()
+        for name, value in values.items()
+    ):
+        return None  # as it was assessed: its figures stand
+    try:
+        assessed = assessed_from_ledger(
+            action_type=action_type,
+            account=proposal.account,
+            payload=proposal.payload,
+            campaigns=now,
+        )
+    except InvalidInput:
+        return None  # the ledger refuses it as proposed: said as such (``LedgerAhead``)
+    retried = copy.copy(proposal)
+    for field_name, value in assessed.proposal_fields().items():
+        setattr(retried, field_name, value)
+    return retried
 
 
 def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:

@@ -1,0 +1,91 @@
+"""A failed proposal is let run again only as its policy judges it now: a reallocation whose
+source budget was cut since it failed is re-assessed as its retry would be, and one its
+policy's hard ceiling refuses now is not retried (its page, the refusal and the Retry button
+say so first), where it used to be "sent to run again" and fail again at once."""
+
+import html
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposal_retry
+from executors.runner import proposal_execute
+from ledger.models import Campaign
+from tests.conftest import reallocation
+from tests.factories import evaluated
+from tests.test_policy_change_waiting import reallocations, saved
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def as_read(markup: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def failed_reallocation(operator, amount: str) -> Proposal:
+    """A reallocation out of brand-search a person approved, failed by a cap on generic-search
+    set before it ran, the cap lifted since."""
+    proposal = evaluated(reallocation(amount))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.FAILED
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    proposal.refresh_from_db()
+    return proposal
+
+
+def executed_reallocation(operator, amount: str) -> Proposal:
+    proposal = evaluated(reallocation(amount))
+    if proposal.status == ProposalStatus.PENDING_REVIEW:
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    return proposal
+
+
+@pytest.mark.django_db
+def test_a_failed_move_its_source_cut_since_above_the_hard_ceiling_is_not_retried(login, operator):
+    """18% of brand-search's 1,000.00 under a 20% hard ceiling, failed; brand-search cut to
+    850.00 since by another move: 180.00 is 21.2% of it. Retry was offered and said "sent to
+    run again", then the attempt failed at once ("It would now be blocked"). Now the page
+    says why no retry is offered, a retry posted anyway is refused in those words, and
+    nothing runs; with brand-search back above 900.00, it is retried."""
+    saved(login("policy-owner"), reallocations(), block_above_magnitude="20")
+    failed = failed_reallocation(operator, "180.00")
+    executed_reallocation(operator, "150.00")  # brand-search 1,000.00 -> 850.00
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    retry_url = reverse("admin:approvals_proposal_retry", args=[failed.pk])
+    why = (
+        "Re-assessed since policy “Budget reallocations” routed this proposal (version 2, "
+        "unchanged since), as the budget it draws on moved: 21.2% of brand-search's daily "
+        "budget is above the 20.0% hard ceiling of policy “Budget reallocations”."
+    )
+
+    page = login("operator").get(page_url).text
+    answer = login("operator").post(retry_url, follow=True)
+
+    assert 'id="retry-form"' not in page
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    assert as_read(note) == (
+        f"The hard ceiling of the policy that routed it refuses it now: {why} "
+        "A retry would fail again: its execution would refuse it."
+    )
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        f"The hard ceiling of the policy that routed proposal #{failed.pk} refuses it now: "
+        f"{why} A retry would fail again: its execution would refuse it."
+    ]
+    failed.refresh_from_db()
+    assert failed.status == ProposalStatus.FAILED
+    assert failed.executions.count() == 1
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 850
+
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget="950.00")
+    page = login("operator").get(page_url).text
+    assert 'id="retry-refused-by-guardrail"' not in page and 'id="retry-form"' in page
+    assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
