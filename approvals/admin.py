@@ -55,6 +55,7 @@ from approvals.selectors import (
     approved_failing,
     attempt_keys,
     campaigns_not_active,
+    campaigns_paused,
     carried_out,
     changed_first_now,
     deciding_policy,
@@ -67,6 +68,8 @@ from approvals.selectors import (
     last_failure,
     last_round,
     next_attempts_due,
+    paused_ran_said,
+    paused_still_runs_said,
     policy_terms,
     proposal_followed,
     proposal_states,
@@ -716,7 +719,9 @@ def _what_happened(proposal: Proposal, *, not_done: str = "approved") -> str:
     if proposal.status == ProposalStatus.SUPERSEDED:
         return f"Proposal #{proposal.pk} was not {not_done}. {proposal.verdict_reasons[0]}"
     if proposal.status == ProposalStatus.APPROVED:
-        return f"Proposal #{proposal.pk} is approved and sent to be executed."
+        said = f"Proposal #{proposal.pk} is approved and sent to be executed."
+        paused = paused_ran_said(campaigns_paused(proposal))
+        return f"{said} {paused}" if paused else said
     if proposal.status == ProposalStatus.PENDING_REVIEW and proposal.approvals_this_round:
         return (
             f"Your approval is counted: proposal #{proposal.pk} has "
@@ -2017,8 +2022,20 @@ class ProposalAdmin(ReadOnlyAdmin):
                 since=since,
                 ahead=ledger.figures_ahead(proposal) if ledger is not None else (),
             ),
-            # A campaign it touches paused (or gone) since: said before anyone decides.
+            # A campaign it touches paused (or gone) since: said before anyone decides, and,
+            # to one who may let it run, that it runs there all the same, left paused.
             "campaigns_not_active": campaigns_not_active(proposal),
+            # Not where approving or retrying it ends it superseded (a value it sets moved).
+            "paused_still_runs": paused_still_runs_said(
+                campaigns_paused(proposal)
+                if (
+                    (proposal.status == ProposalStatus.PENDING_REVIEW and approval_refused is None)
+                    or (proposal.status == ProposalStatus.FAILED and retry_refused is None)
+                )
+                and not (sets_values(proposal) and target_moves_each([proposal]).get(proposal.pk))
+                else [],
+                act="retrying" if proposal.status == ProposalStatus.FAILED else "approving",
+            ),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": deployed_creatives(proposal),
             # The policy version its execution wrote (a policy change's), as its history says.
@@ -2412,7 +2429,9 @@ class ProposalAdmin(ReadOnlyAdmin):
 
         def retried_said(retried: Proposal) -> str:
             if retried.status == ProposalStatus.APPROVED:
-                return f"Proposal #{retried.pk} is {SENT_TO_RUN_AGAIN}."
+                said = f"Proposal #{retried.pk} is {SENT_TO_RUN_AGAIN}."
+                paused = paused_ran_said(campaigns_paused(retried))
+                return f"{said} {paused}" if paused else said
             return _what_happened(retried, not_done=SENT_TO_RUN_AGAIN)
 
         return self._decide(

@@ -1615,6 +1615,52 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
     return said
 
 
+def campaigns_paused(proposal: Proposal) -> list[str]:
+    """The campaigns a proposal would change that are paused now, by external id, in the
+    order its action names them; none for a status change (what it does to a status is its
+    own action, superseded where that status moved since) or a payload it does not read."""
+    action_type = action_types.named(proposal.action_type)
+    if action_type.name == "status_change":
+        return []
+    try:
+        named = list(action_type.campaign_fields(proposal.payload))
+    except (KeyError, TypeError, AttributeError):  # a payload it does not read (never routed)
+        return []
+    paused = set(
+        Campaign.objects.filter(
+            account_id=proposal.account_id, external_id__in=named, status=CampaignStatus.PAUSED
+        ).values_list("external_id", flat=True)
+    )
+    return [external_id for external_id in named if external_id in paused]
+
+
+def paused_still_runs_said(paused: Sequence[str], *, act: str = "approving") -> str:
+    """What letting a proposal run (``act``: "approving", "retrying") does on the campaigns
+    of it paused now (``campaigns_paused``), said beside "is paused now" before the person
+    decides: it runs, on the paused campaign, which it does not activate. "" for none."""
+    if not paused:
+        return ""
+    several = len(paused) > 1
+    return (
+        f"{act.capitalize()} it still makes the change on {and_joined(paused)} as "
+        f"{'they are' if several else 'it is'}, paused: {act} does not activate "
+        f"{'them' if several else 'it'}, so the change takes effect only once someone does."
+    )
+
+
+def paused_ran_said(paused: Sequence[str]) -> str:
+    """After a person let a proposal run on campaigns paused now (``campaigns_paused``), as
+    the message after the click says it: the change is made there, and they stay paused."""
+    if not paused:
+        return ""
+    several = len(paused) > 1
+    return (
+        f"Campaign{'s' if several else ''} {and_joined(paused)} "
+        f"{'are' if several else 'is'} paused: the change is made there all the same, and "
+        f"{'they stay' if several else 'it stays'} paused."
+    )
+
+
 # How many of a campaign's latest history records are read for when its status became what it is.
 STATUS_SINCE_READ = 200
 

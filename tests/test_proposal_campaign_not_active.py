@@ -21,7 +21,7 @@ from hitlproject.formats import console_time
 from ledger.models import Campaign
 from notifications.messages import proposal_messages
 from notifications.models import NotificationKind
-from tests.conftest import bid_adjustment, creative, creative_batch
+from tests.conftest import bid_adjustment, creative, creative_batch, decided_from_page
 from tests.factories import evaluated
 
 
@@ -70,10 +70,14 @@ def test_a_proposal_on_a_campaign_paused_since_says_so_before_it_is_decided(oper
         f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
         f"{console_time(paused.executed_at)}, after this one was proposed)."
     )
-    assert notice(login("operator"), raise_) == said
+    runs = (
+        " Approving it still makes the change on generic-search as it is, paused: approving "
+        "does not activate it, so the change takes effect only once someone does."
+    )
+    assert notice(login("operator"), raise_) == said + runs
     batch.refresh_from_db()
     assert batch.status == "pending_review"  # a person decides a creative batch
-    assert notice(login("operator"), batch) == said
+    assert notice(login("operator"), batch) == said + runs
     # The operator's message about it says it too.
     raise_.refresh_from_db()
     [message] = proposal_messages([(raise_, NotificationKind.REMINDER)], now=timezone.now())
@@ -97,7 +101,11 @@ def test_a_campaign_paused_by_a_person_and_one_since_removed_are_said_so(operato
     said = notice(login("operator"), raise_)
     assert said.startswith("Campaign generic-search is paused now (by "), said
     at = console_time(Campaign.history.filter(id=campaign.pk).latest("history_id").history_date)
-    assert said.endswith(f", at {at}, after this one was proposed)."), said
+    assert said.endswith(
+        f", at {at}, after this one was proposed). Approving it still makes the change on "
+        "generic-search as it is, paused: approving does not activate it, so the change takes "
+        "effect only once someone does."
+    ), said
 
 
 @pytest.mark.django_db
@@ -151,3 +159,39 @@ def test_a_pause_further_back_than_its_history_is_read_names_no_one(operator, lo
         campaign.save()
 
     assert notice(login("operator"), raise_) == "Campaign generic-search is paused now."
+
+
+@pytest.mark.django_db
+def test_approving_on_a_campaign_paused_since_says_before_and_after_that_it_stays_paused(
+    operator, login
+):
+    """The page said "Campaign generic-search is paused now (…)" and no more: the operator
+    could not tell whether approving would wait, fail, or reactivate it. It runs, and the
+    campaign stays paused: the page says so before the click, the message after it, and the
+    ledger shows it."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    paused = pause("generic-search", operator)
+    stays = (
+        "Approving it still makes the change on generic-search as it is, paused: approving "
+        "does not activate it, so the change takes effect only once someone does."
+    )
+    client = login("operator")
+
+    assert notice(client, raise_) == (
+        f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"{console_time(paused.executed_at)}, after this one was proposed). {stays}"
+    )
+    answer = decided_from_page(client, "approve", raise_.pk, {"note": ""}, follow=True)
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        f"Proposal #{raise_.pk} is approved and sent to be executed. Campaign generic-search "
+        "is paused: the change is made there all the same, and it stays paused."
+    ]
+    assert proposal_execute(proposal_id=raise_.pk).status == "executed"
+    campaign = Campaign.objects.get(external_id="generic-search")
+    assert (campaign.status, str(campaign.daily_budget)) == ("paused", "900.00")
