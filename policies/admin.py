@@ -609,7 +609,9 @@ class PolicyForm(ChangeReasonForm):
     cumulative_max_magnitude = percent_field(
         "Cumulative ceiling",
         "Most a campaign's bid or budget may move, compounded, over the window, counting what "
-        "executed and what is approved, in percent (25 = 25%). Above it, a human decides.",
+        "executed and what is approved, in percent (25 = 25%), up or down. Above it, a human "
+        "decides a move that takes the figure further. A move that brings the figure back "
+        "towards where it was is not held for it (a cut after raises that went over it).",
     )
 
     class Meta:

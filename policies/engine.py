@@ -37,6 +37,15 @@ within the ceiling below. Whichever of the pending moves end up running, the tar
 within the ceiling; a cut approved to balance a raise (and then left to be superseded) lets
 no raise through.
 
+A ceiling holds a move only on the side it pushes: a raise where the highest bound goes over
+the ceiling above, a cut where the lowest goes below the ceiling below. A cut where earlier
+raises took the target over the ceiling above (or a raise after cuts below the one below)
+brings it back towards where it was: holding it for a person would only keep the figure
+further out while it waits, so the ceiling does not hold it, and an approval of it says so
+beside its auto-execute reason ("Without this move, … would move +30.0% …: over the 25.0%
+cumulative ceiling …. This move of -2.0% brings it back to +27.4%, so that ceiling does not
+hold it"). One that overshoots the other way is over the ceiling on its own side.
+
 Except what can never run with this move: a proposal that sets a value (``Facts.sets_values``:
 a bid, a budget) and a pending move that sets the same target (``Move.sets_value``) were both
 made against the value it has now, so whichever executes first changes it and supersedes the
@@ -553,6 +562,68 @@ def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]
     return bounds
 
 
+def _pushes(facts: Facts, target: str) -> int:
+    """Which way this proposal moves a target: 1 up, -1 down, 0 not at all."""
+    numerator, denominator = _ratio(facts.effects[target])
+    return (numerator > denominator) - (numerator < denominator)
+
+
+def _cumulative_over(facts: Facts, window: timedelta, ceiling: _Ratio) -> list[tuple[str, _Ratio]]:
+    """The targets whose cumulative ceiling holds this move, each with the compounded factor
+    that is over it: a raise where its highest bound (``_bounds``) is over the ceiling above
+    (highest - 1 > ceiling), a cut where its lowest is over the ceiling below (1 - lowest >
+    ceiling). Only the way the move pushes: a cut where earlier raises are over the ceiling
+    above, or a raise where earlier cuts are below the one below, brings the figure back
+    towards where it was and is not held for it (``_cumulative_eased``)."""
+    over = []
+    for target, (highest, lowest) in _bounds(facts, window).items():
+        way = _pushes(facts, target)
+        moved = highest if way > 0 else lowest
+        # Over the ceiling, on the side the move pushes it (a raise whose highest bound is
+        # still below where it was is over the ceiling below, which it eases).
+        if (
+            way
+            and (moved[0] > moved[1]) == (way > 0)
+            and abs(moved[0] - moved[1]) * ceiling[1] > ceiling[0] * moved[1]
+        ):
+            over.append((target, moved))
+    return over
+
+
+def _cumulative_eased(facts: Facts, rule: Rule, figures: _Figures) -> list[str]:
+    """For a move the cumulative ceiling lets through though its target is over it (earlier
+    moves the other way took it there; see ``_cumulative_over``), what an operator and an
+    auditor read of it: the figure over the window before and with it, and that the ceiling
+    holds only a move that takes it further."""
+    cumulative = figures.cumulative_max_magnitude
+    if cumulative is None:
+        return []
+    notes = []
+    for target, (highest, lowest) in _bounds(facts, rule.cumulative_window).items():
+        way = _pushes(facts, target)
+        moved = lowest if way > 0 else highest
+        if (
+            not way
+            or (moved[0] > moved[1]) == (way > 0)
+            or abs(moved[0] - moved[1]) * cumulative[1] <= cumulative[0] * moved[1]
+        ):
+            continue
+        own = _ratio(facts.effects[target])
+        before = (moved[0] * own[1], moved[1] * own[0])  # the bound without this move
+        window = _said(rule, window_text, "cumulative_window")
+        limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
+        counting = _counting_text(facts, rule.cumulative_window, target, raised=way < 0)
+        notes.append(
+            f"Without this move, {target} would move "
+            f"{_move_text((before[0] - before[1], before[1]), cumulative)} within {window}, "
+            f"{counting}: over the {limit} cumulative ceiling of policy “{rule.name}”. This "
+            f"move of {_own_move_text(*own)} brings it back to "
+            f"{_move_text((moved[0] - moved[1], moved[1]), cumulative)}, so that ceiling does "
+            "not hold it: it holds only a move that takes the figure further."
+        )
+    return notes
+
+
 def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool) -> str:
     """What a cumulative figure counts besides this move, in words: the executed moves, if
     any, and the pending moves (approved, not yet executed) that push the way it is over,
@@ -821,7 +892,8 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
                 (
                     f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”.",
                     None,
-                )
+                ),
+                *((note, None) for note in _cumulative_eased(facts, rule, figures)),
             ]
     return Verdict(
         outcome=outcome,
@@ -907,49 +979,46 @@ def _reviews(
         )
     cumulative = figures.cumulative_max_magnitude
     if cumulative is not None:
-        for target, (highest, lowest) in _bounds(facts, rule.cumulative_window).items():
-            # highest - 1 > ceiling, or 1 - lowest > ceiling
-            numerator, denominator = highest
-            if (numerator - denominator) * cumulative[1] <= cumulative[0] * denominator:
-                numerator, denominator = lowest
-            if abs(numerator - denominator) * cumulative[1] > cumulative[0] * denominator:
-                window = _said(rule, window_text, "cumulative_window")
-                moved = (numerator - denominator, denominator)
-                limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
-                if _digits_apart(moved, cumulative) > 1:
-                    limit = _limit_beside(moved, cumulative)
-                ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
-                shown = _move_text(moved, cumulative)
-                counting = _counting_text(
-                    facts,
-                    rule.cumulative_window,
-                    target,
-                    raised=highest == (numerator, denominator),
+        for target, (numerator, denominator) in _cumulative_over(
+            facts, rule.cumulative_window, cumulative
+        ):
+            window = _said(rule, window_text, "cumulative_window")
+            moved = (numerator - denominator, denominator)
+            limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
+            if _digits_apart(moved, cumulative) > 1:
+                limit = _limit_beside(moved, cumulative)
+            ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
+            shown = _move_text(moved, cumulative)
+            counting = _counting_text(
+                facts,
+                rule.cumulative_window,
+                target,
+                raised=numerator > denominator,
+            )
+            # The figure is the target's over the window, not this move's, which may be
+            # smaller or go the other way (a cut where earlier raises are over): said
+            # where the two differ.
+            own_numerator, own_denominator = _ratio(facts.effects[target])
+            own = ""
+            if own_numerator * denominator != numerator * own_denominator:
+                own = f" of {_own_move_text(own_numerator, own_denominator)}"
+            reviews.append(
+                (
+                    f"{f'With this move{own}, ' if own else ''}{target} would move {shown} "
+                    f"within {window}, over the {limit} cumulative ceiling of {named}, "
+                    f"{counting}.",
+                    Hold(
+                        "cumulative_ceiling",
+                        f"cumulative ceiling {ceiling} per {window} (with this move{own}, "
+                        f"{target} would move {shown} within {window}, {counting})",
+                        policy_id,
+                        target=target,
+                        moved=moved,
+                        ceiling=rule.cumulative_max_magnitude,
+                        window=rule.cumulative_window,
+                    ),
                 )
-                # The figure is the target's over the window, not this move's, which may be
-                # smaller or go the other way (a cut where earlier raises are over): said
-                # where the two differ.
-                own_numerator, own_denominator = _ratio(facts.effects[target])
-                own = ""
-                if own_numerator * denominator != numerator * own_denominator:
-                    own = f" of {_own_move_text(own_numerator, own_denominator)}"
-                reviews.append(
-                    (
-                        f"{f'With this move{own}, ' if own else ''}{target} would move {shown} "
-                        f"within {window}, over the {limit} cumulative ceiling of {named}, "
-                        f"{counting}.",
-                        Hold(
-                            "cumulative_ceiling",
-                            f"cumulative ceiling {ceiling} per {window} (with this move{own}, "
-                            f"{target} would move {shown} within {window}, {counting})",
-                            policy_id,
-                            target=target,
-                            moved=moved,
-                            ceiling=rule.cumulative_max_magnitude,
-                            window=rule.cumulative_window,
-                        ),
-                    )
-                )
+            )
     if two_person_rule:
         # Needing people's approvals means it cannot run on none.
         reviews.append(
