@@ -253,6 +253,17 @@ def facts(this: Fraction, moves: list[engine.Move]) -> engine.Facts:
     )
 
 
+def _taken_further(moved: Fraction, this: Fraction) -> bool:
+    """Whether a compounded factor is over the ceiling on the side this move pushes it: a
+    raise above the ceiling above, a cut below the one below. A move back towards where the
+    target was is not held for a figure over the ceiling the other way."""
+    if this > 1:
+        return moved - 1 > CEILING
+    if this < 1:
+        return 1 - moved > CEILING
+    return False
+
+
 @settings(max_examples=300, deadline=None, database=None)
 @given(
     done=st.lists(factors, max_size=4),
@@ -264,12 +275,13 @@ def test_a_move_runs_on_its_own_only_if_the_ceiling_holds_whichever_pending_move
     done, pending, ended, this
 ):
     """Auto-approved exactly when every combination of the pending moves that may still run
-    keeps the target within the ceiling, with the executed moves and this one; and the
+    keeps the target within the ceiling on the side this move pushes it
+    (``_taken_further``), with the executed moves and this one; and the
     simulation's running products give the engine the same figures, through moves that
     executed after being pending and moves that stopped counting."""
     executed_product = prod(done, start=Fraction(1))
     within = all(
-        abs(executed_product * prod(running, start=Fraction(1)) * this - 1) <= CEILING
+        not _taken_further(executed_product * prod(running, start=Fraction(1)) * this, this)
         for size in range(len(pending) + 1)
         for running in combinations(pending, size)
     )
@@ -411,13 +423,14 @@ def test_the_ceiling_holds_whichever_pending_moves_can_run_with_this_one(
     done, pending, this, this_sets
 ):
     """Auto-approved exactly when every combination of the pending moves that can still run
-    with this one keeps the target within the ceiling: those of an amount (a reallocation)
-    always; those setting the value only with a move of an amount, since of two setting it
-    the first to run supersedes the other. The replay's running products agree."""
+    with this one keeps the target within the ceiling on the side this move pushes it: those
+    of an amount (a reallocation) always; those setting the value only with a move of an
+    amount, since of two setting it the first to run supersedes the other. The replay's
+    running products agree."""
     can_run = [factor for factor, sets in pending if not (sets and this_sets)]
     executed_product = prod(done, start=Fraction(1))
     within = all(
-        abs(executed_product * prod(running, start=Fraction(1)) * this - 1) <= CEILING
+        not _taken_further(executed_product * prod(running, start=Fraction(1)) * this, this)
         for size in range(len(can_run) + 1)
         for running in combinations(can_run, size)
     )
