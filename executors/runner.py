@@ -72,7 +72,6 @@ from approvals.services.lifecycle import (
     proposals_transition,
 )
 from approvals.services.proposals import (
-    RE_ROUTED,
     REASSESSED_BEFORE_EXECUTING,
     REASSESSED_NOW,
     REASSESSED_WOULD_BE_BLOCKED,
@@ -83,6 +82,7 @@ from approvals.services.proposals import (
     held_back_after_attempts,
     held_back_reason,
     ledger_snapshot,
+    re_routed_reason,
     reasons_after,
     verdict_changes,
     verdict_for,
@@ -185,7 +185,7 @@ def _reassessed(
     if verdict.outcome == VerdictOutcome.BLOCK:
         return f"{said}{REASSESSED_WOULD_BE_BLOCKED}" + " ".join(verdict.reasons)
     if verdict.outcome == VerdictOutcome.REVIEW and _approved_by_a_person_at(proposal) is None:
-        reason = f"{RE_ROUTED} {moved}."
+        reason = re_routed_reason(moved, _unsure_before(proposal))
         # Routed again: this verdict is its routing now, not a re-assessment beside one.
         changes = {
             **facts,
@@ -212,6 +212,15 @@ def _reassessed(
     proposal.save()
     counted_moves_update([(proposal, counted_before)])
     return None
+
+
+def _unsure_before(proposal: Proposal) -> list[tuple[int, str]]:
+    """The attempts sent before that got no sure answer (``_unsure_answers``), of the round a
+    re-assessment interrupts, or of the held round a person's approval resumes, as a kill
+    switch's hold names them (``_held_back``): re-routed then, it may have run."""
+    current = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
+    sent = current or _held_round(proposal)
+    return _unsure_answers(proposal, sent) if sent else []
 
 
 def _locked_one(proposal_id: int) -> Proposal:

@@ -16,7 +16,7 @@ from approvals.models import (
 from approvals.selectors import decision_did, decision_said, review_window_ran_out, was_retried
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock
-from approvals.services.proposals import held_back_after_attempts
+from approvals.services.proposals import sent_back_after_attempts
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import (
@@ -289,9 +289,10 @@ def feedback_record_sent_back(*, proposals: Sequence[Proposal], actor: Actor) ->
 
 def _sent_back_said(reason: str) -> str:
     """Why a ``sent_back`` record was written, as its history says it: before it ran, or,
-    held back after an attempt sent to the channel got no sure answer ("Held back before its
-    next attempt: …"), after that attempt, which may have carried it out."""
-    if held_back_after_attempts(reason):
+    held back or re-routed after an attempt sent to the channel got no sure answer ("Held
+    back before its next attempt: …", "Re-routed to a person before its next attempt: …"),
+    after that attempt, which may have carried it out."""
+    if sent_back_after_attempts(reason):
         return f"sent back to a person {AFTER_AN_UNSURE_ATTEMPT}"
     return "sent back to a person before it ran"
 

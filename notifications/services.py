@@ -65,7 +65,7 @@ from approvals.services.proposals import (
     campaigns_as_recorded,
     guardrail_blocks_counting_approved,
     guardrail_campaigns,
-    held_back_after_attempts,
+    sent_back_after_attempts,
 )
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
@@ -412,7 +412,7 @@ def _moves_ahead_about(
 def _moved_said(status: str, mover: Proposal) -> str:
     if status == S.PENDING_REVIEW:
         # Held back between two attempts, after one that got no sure answer: it may have run.
-        if held_back_after_attempts(str((mover.verdict_reasons or [""])[0])):
+        if sent_back_after_attempts(str((mover.verdict_reasons or [""])[0])):
             return f"sent back to a person {AFTER_AN_UNSURE_ATTEMPT}"
         return "sent back to a person before it ran"
     if status == S.FAILED:

@@ -1223,15 +1223,20 @@ def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
     return verdict.reasons if verdict.outcome == VerdictOutcome.BLOCK else ()
 
 
-# How the reasons of a proposal sent back to a person before it ran begin (executors.runner).
-HELD_BACK = "Held back before executing:"
-# How those of one a kill switch held back between attempts begin, after an attempt sent to
-# the channel got no answer that says whether the channel carried it out: it may have run, so
-# not "before executing" (``held_back_reason``).
-HELD_BACK_BETWEEN = "Held back before its next attempt:"
+# When a proposal was sent back to a person (executors.runner): before it ran, or between
+# two attempts, after one sent to the channel got no answer that says whether the channel
+# carried it out: it may have run, so not "before executing" (``held_back_reason``,
+# ``re_routed_reason``).
+_BEFORE_EXECUTING = "before executing:"
+_BEFORE_NEXT_ATTEMPT = "before its next attempt:"
+# How the reasons of one a kill switch held back begin.
+HELD_BACK = f"Held back {_BEFORE_EXECUTING}"
+HELD_BACK_BETWEEN = f"Held back {_BEFORE_NEXT_ATTEMPT}"
 HELD_BACK_ANY = (HELD_BACK, HELD_BACK_BETWEEN)
-RE_ROUTED = "Re-routed to a person before executing:"
-SENT_BACK = (*HELD_BACK_ANY, RE_ROUTED)
+# How those of one a re-assessment re-routed to a person begin.
+RE_ROUTED = f"Re-routed to a person {_BEFORE_EXECUTING}"
+RE_ROUTED_BETWEEN = f"Re-routed to a person {_BEFORE_NEXT_ATTEMPT}"
+SENT_BACK = (*HELD_BACK_ANY, RE_ROUTED, RE_ROUTED_BETWEEN)
 # What a held-back reason says, before a person must approve it again, of the attempts sent
 # before the hold that got no sure answer, in the words their failure and Retry use
 # (``unsure_answers_said``): "Attempt 1 was answered HTTP 503 (Retry-After: 600 s), which
@@ -1272,6 +1277,25 @@ def held_back_after_attempts(reason: str) -> bool:
     """Whether a reason says a kill switch held the proposal back after an attempt sent to
     the channel got no sure answer (``held_back_reason`` with ``unsure``): it may have run."""
     return reason.startswith(HELD_BACK_BETWEEN)
+
+
+def re_routed_reason(moved: str, unsure: Sequence[tuple[int, str]] = ()) -> str:
+    """The reason of an approved proposal a re-assessment re-routed to a person as it was
+    about to run, its figures ``moved`` since it was assessed ("brand-search's daily budget is
+    800.00, was 1000.00"). ``unsure``: as ``held_back_reason``'s, the attempts sent before
+    that got no sure answer: re-routed before its next attempt, not before it ran ("Re-routed
+    to a person before its next attempt: … Attempt 1 was answered HTTP 503, which does not
+    say whether the channel carried it out: it may have been carried out there.")."""
+    if not unsure:
+        return f"{RE_ROUTED} {moved}."
+    return f"{RE_ROUTED_BETWEEN} {moved}. {_sent_unsure_said(unsure)}"
+
+
+def sent_back_after_attempts(reason: str) -> bool:
+    """Whether a reason says the proposal was sent back to a person (held back by a kill
+    switch, re-routed by a re-assessment) after an attempt sent to the channel got no sure
+    answer: it may have run."""
+    return reason.startswith((HELD_BACK_BETWEEN, RE_ROUTED_BETWEEN))
 
 
 def held_back_by(reason: str, finding: str) -> bool:

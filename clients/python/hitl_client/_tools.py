@@ -307,12 +307,15 @@ _SENT_BEFORE_SENT_BACK = {
         "channel carried it out: it may have been."
     ),
 }
-#: How the platform's reason begins for one a kill switch held back after an attempt that
-#: may have carried it out: the reason names that attempt and what the channel answered it
-#: ("… Attempt 1 was answered HTTP 503, which does not say whether the channel carried it
-#: out: it may have been carried out there."; recorded before, "… Attempt 1 was sent to the
-#: channel and got no answer that says whether …").
-_HELD_BACK_BETWEEN = "Held back before its next attempt:"
+#: How the platform's reason begins for one a kill switch held back, or a re-assessment
+#: re-routed, after an attempt that may have carried it out: the reason names that attempt
+#: and what the channel answered it ("… Attempt 1 was answered HTTP 503, which does not say
+#: whether the channel carried it out: it may have been carried out there."; recorded
+#: before, "… Attempt 1 was sent to the channel and got no answer that says whether …").
+_SENT_BACK_BETWEEN = (
+    "Held back before its next attempt:",
+    "Re-routed to a person before its next attempt:",
+)
 
 
 #: What an earlier attempt did on the channel, for a proposal that may still execute and was
@@ -373,7 +376,7 @@ def sent_back_told(proposal: Proposal) -> str:
     # answered HTTP 503, which does not say …"), it is not said twice.
     said = "It was approved to run, then sent back to a person"
     said += f": {' '.join(why)}" if why and routed else "."
-    if why and routed and any(reason.startswith(_HELD_BACK_BETWEEN) for reason in why):
+    if why and routed and any(reason.startswith(_SENT_BACK_BETWEEN) for reason in why):
         return said
     return f"{said} {_SENT_BEFORE_SENT_BACK[carried_out]}"
 
