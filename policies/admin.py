@@ -2539,19 +2539,33 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                 these = format_html('<a href="{}">{}</a>', held_back_list_url(obj.pk), these)
             # Those held between two attempts, after one that got no sure answer, may have
             # been carried out: not "not yet carried out" (counted apart, as its email does).
+            # Approved again, one not yet carried out runs then; one held after such an
+            # attempt makes its next one, having maybe run already (it read "before it runs").
             after = len(set(holds.after_attempts) & set(holds.held))
+            before = held - after
+            each = "it" if held == 1 else "each"
+            runs = "before it runs" if before == 1 else "before they run"
+            next_attempt = f"before {'its' if after == 1 else 'their'} next attempt"
+            may_have_run = f"{'it' if after == 1 else 'each'} may have been carried out there"
             if not after:
-                how = "not yet carried out"
-            elif after == held:
+                how, again = "not yet carried out", "before it runs"
+            elif not before:
                 how = AFTER_AN_UNSURE_ATTEMPT
+                again = f"before its next attempt: {may_have_run}"
             else:
-                how = f"({held - after} not yet carried out, {after} {AFTER_AN_UNSURE_ATTEMPT})"
+                how = f"({before} not yet carried out, {after} {AFTER_AN_UNSURE_ATTEMPT})"
+                again = (
+                    f"the {before} not yet carried out {runs}, the {after} held after such an "
+                    f"attempt {next_attempt}, as {may_have_run}"
+                )
             said = format_html(
-                "{} held back {} {}: {} back with a person, to approve again before it runs.",
+                "{} held back {} {}: {} back with a person, to approve again{}{}.",
                 on,
                 these,
                 how,
-                "it is" if held == 1 else "each is",
+                f"{each} is",
+                ": " if after and before else " ",
+                again,
             )
         elif passed:
             said = f"{on} held nothing back."

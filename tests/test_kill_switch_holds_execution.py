@@ -989,8 +989,8 @@ def test_a_switch_engaged_between_two_attempts_holds_the_action_back_as_it_is_sa
     assert (waiting, listed_ids) == (1, [proposal.pk])
     assert (
         "Kill switch on account demo held back 1 approved proposal after an attempt sent to "
-        "the channel got no sure answer: it is back with a person, to approve again before it "
-        "runs." + PERSON_RUNS
+        "the channel got no sure answer: it is back with a person, to approve again before its "
+        "next attempt: it may have been carried out there." + PERSON_RUNS
     ) in as_read(said), said
     # Its agent, told it was approved, is told it went back to a person, and why.
     feedback = optimizer.get("/api/v1/feedback/").json()["results"]
