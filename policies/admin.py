@@ -96,6 +96,7 @@ from policies.engine import (
 )
 from policies.models import (
     KILL_SWITCH_REASON_MAX_LENGTH,
+    NAMED_APART,
     BrandGuidelines,
     KillSwitch,
     KillSwitchScope,
@@ -109,6 +110,7 @@ from policies.services import (
     DecidesInstead,
     deciding_rule,
     kill_switch_called,
+    kill_switches_named_apart,
     kill_switches_still_over,
     live_policies,
     policies_deciding_instead,
@@ -2315,6 +2317,17 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     fieldsets = [(None, {"fields": ["scope", "account", "channel", "engaged", "reason"]})]
     list_display = ["__str__", "scope", "account", "channel", "engaged", "updated_at"]
     list_filter = ["engaged", "scope"]
+
+    def get_queryset(self, request):
+        # Each named as its title is, with its number beside another engaged on its scope.
+        return kill_switches_named_apart(super().get_queryset(request).select_related("account"))
+
+    def get_object(self, request, object_id, from_field=None):
+        switch = super().get_object(request, object_id, from_field)
+        # Its form may move it: named as it stands once saved, not as it was read.
+        if switch is not None:
+            vars(switch).pop(NAMED_APART, None)
+        return switch
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)

@@ -342,6 +342,11 @@ def kill_switch_reason_within(reason: str) -> None:
         )
 
 
+# Set on a switch read with every other engaged one over its scope: whether one of them covers
+# the very same scope (``KillSwitch.named_apart``), so that naming it asks nothing more.
+NAMED_APART = "_named_apart"
+
+
 class KillSwitch(models.Model):
     """While engaged, nothing in its scope executes without a human."""
 
@@ -371,7 +376,7 @@ class KillSwitch(models.Model):
 
     def __str__(self) -> str:
         state = "engaged" if self.engaged else "released"
-        return f"Kill switch on {self.scope_in_words()} ({state})"
+        return f"Kill switch on {self.called()} ({state})"
 
     def save(self, *args, **kwargs):
         """Saved in one transaction with what its save sets going (``policies.receivers``):
@@ -384,10 +389,31 @@ class KillSwitch(models.Model):
         """Refused while engaged: deleted, it would release what it holds with nobody told
         (the console's delete page says so, and to release it first)."""
         if self.engaged:
-            raise DomainError(
-                f"The kill switch on {self.scope_in_words()} is engaged: release it first."
-            )
+            raise DomainError(f"The kill switch on {self.called()} is engaged: release it first.")
         return super().delete(*args, **kwargs)
+
+    def called(self) -> str:
+        """What it is on, as its title and messages name it ("account demo"); where another
+        engaged switch covers the very same scope, with its number, as its page's address
+        has it ("account demo (#7)"): two switches on one account read alike in its title,
+        the console's lists and filters, its messages and a proposal's findings."""
+        named = self.scope_in_words()
+        return f"{named} (#{self.pk})" if self.named_apart() else named
+
+    def named_apart(self) -> bool:
+        """Whether another switch engaged now covers the very same scope: asked of the
+        database, unless set beforehand for switches read together (``policies.services.
+        kill_switches_told_apart``)."""
+        apart = getattr(self, NAMED_APART, None)
+        if apart is None:
+            apart = (
+                self.pk is not None
+                and KillSwitch.objects.filter(engaged=True, scope=self.scope)
+                .filter(account_id=self.account_id, channel=self.channel)
+                .exclude(pk=self.pk)
+                .exists()
+            )
+        return apart
 
     def scope_in_words(self) -> str:
         """What it covers, as every message names it: "everything", "account demo", "channel

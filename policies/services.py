@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.actors import changed_by
@@ -25,6 +25,7 @@ from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
 from policies.models import (
     CUMULATIVE_WINDOW_BOUNDS,
+    NAMED_APART,
     SCOPE_FIELDS,
     BrandGuidelines,
     CountedMove,
@@ -455,13 +456,21 @@ def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     )
 
 
-# Set on a switch read with every other engaged one over its scope: whether one of them covers
-# the very same scope (``kill_switches_told_apart``), so that naming it asks nothing more.
-_NAMED_APART = "_named_apart"
-
-
 def _scope_of(switch: KillSwitch) -> tuple:
     return (switch.scope, switch.account_id, switch.channel)
+
+
+def kill_switches_named_apart(switches: QuerySet[KillSwitch]) -> QuerySet[KillSwitch]:
+    """``switches``, engaged or not, each read with whether another engaged switch covers its
+    very scope (``KillSwitch.named_apart``), in the statement that reads them: a list of them
+    names each with no query more."""
+    other = KillSwitch.objects.filter(
+        engaged=True,
+        scope=OuterRef("scope"),
+        account_id=OuterRef("account_id"),
+        channel=OuterRef("channel"),
+    ).exclude(pk=OuterRef("pk"))
+    return switches.annotate(**{NAMED_APART: Exists(other)})
 
 
 def kill_switches_told_apart(switches: Iterable[KillSwitch]) -> list[KillSwitch]:
@@ -471,22 +480,8 @@ def kill_switches_told_apart(switches: Iterable[KillSwitch]) -> list[KillSwitch]
     switches = list(switches)
     scopes = Counter(_scope_of(switch) for switch in switches)
     for switch in switches:
-        setattr(switch, _NAMED_APART, scopes[_scope_of(switch)] > 1)
+        setattr(switch, NAMED_APART, scopes[_scope_of(switch)] > 1)
     return switches
-
-
-def _named_apart(switch: KillSwitch) -> bool:
-    """Whether another switch engaged now covers the very same scope as ``switch``."""
-    apart = getattr(switch, _NAMED_APART, None)
-    if apart is None:
-        apart = (
-            switch.pk is not None
-            and KillSwitch.objects.filter(engaged=True, scope=switch.scope)
-            .filter(account_id=switch.account_id, channel=switch.channel)
-            .exclude(pk=switch.pk)
-            .exists()
-        )
-    return apart
 
 
 # How a kill switch's finding begins (``kill_switch_reason``), for a page that tells it apart.
@@ -528,7 +523,7 @@ def kill_switch_reason_released(
 def kill_switch_called(switch: KillSwitch) -> str:
     """What a switch is on, as its messages name it ("account demo", "account demo (#7)"
     where another engaged switch covers the same scope: ``kill_switch_named``)."""
-    return kill_switch_named(switch).removeprefix(KILL_SWITCH_FINDING)
+    return switch.called()
 
 
 def kill_switch_named(switch: KillSwitch) -> str:
@@ -538,8 +533,7 @@ def kill_switch_named(switch: KillSwitch) -> str:
     very same scope, with its number, as its page's address has it ("The kill switch on
     account demo (#7)"): two switches on one account were both "the kill switch on account
     demo" in a proposal's findings, the messages and a release's words."""
-    named = f"{KILL_SWITCH_FINDING}{switch.scope_in_words()}"
-    return f"{named} (#{switch.pk})" if _named_apart(switch) else named
+    return f"{KILL_SWITCH_FINDING}{switch.called()}"
 
 
 def kill_switch_names(switch: KillSwitch) -> frozenset[str]:
@@ -657,7 +651,7 @@ def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> Sti
         engaged = [switch for switch in engaged if switch.pk != besides]
     for switch in engaged:  # named apart from the one its words name beside it
         if _scope_of(switch) == _scope_of(covered):
-            setattr(switch, _NAMED_APART, True)
+            setattr(switch, NAMED_APART, True)
     whole, part = [], []
     for switch in engaged:
         if switch.scope == KillSwitchScope.GLOBAL:

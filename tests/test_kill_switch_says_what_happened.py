@@ -5,14 +5,20 @@ alike; a proposal's messages say a switch moved away was moved, not released; a 
 email says what it sent since it was moved, or that it sent nothing."""
 
 import html
+import re
 
+import pytest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from approvals.admin import EVERY_STATUS
 from approvals.models import ProposalStatus
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.errors import DomainError
 from ledger.models import Account
+from policies.models import KillSwitch
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
 
@@ -22,6 +28,11 @@ AFTER_UNSURE = "after an attempt sent to the channel got no sure answer"
 
 def as_read(messages) -> list[str]:
     return [" ".join(html.unescape(strip_tags(str(message))).split()) for message in messages]
+
+
+def page_text(page) -> str:
+    assert page.status_code == 200
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
 
 
 def engaged_in_the_console(owner) -> list[str]:
@@ -62,3 +73,41 @@ def test_the_save_counts_apart_those_held_after_an_unsure_attempt(channel, login
         for message in said
     ), said
     assert not any("before it runs." in message for message in said), said
+
+
+def test_two_switches_on_one_scope_are_named_apart_in_the_console_and_its_refusal(login):
+    """Two engaged on account demo read alike as "Kill switch on account demo (engaged)" in
+    the console's list of switches and a proposals list's filter by switch, and the refusal
+    to delete either said "The kill switch on account demo is engaged", while their messages
+    and findings already named each with its number."""
+    demo = Account.objects.get(external_id="demo")
+    first = KillSwitch.objects.create(scope="account", account=demo, reason=OUTAGE)
+    second = KillSwitch.objects.create(scope="account", account=demo, reason="Budget audit.")
+    other = KillSwitch.objects.create(scope="channel", channel="google_ads", reason=OUTAGE)
+
+    assert [str(switch) for switch in (first, second, other)] == [
+        f"Kill switch on account demo (#{first.pk}) (engaged)",
+        f"Kill switch on account demo (#{second.pk}) (engaged)",
+        "Kill switch on channel Google Ads (engaged)",  # alone on its scope: no number
+    ]
+    owner = login("policy-owner")
+    listed = page_text(owner.get(reverse("admin:policies_killswitch_changelist")))
+    for switch in (first, second, other):
+        assert str(switch) in listed, listed
+    filtered = page_text(
+        owner.get(
+            reverse("admin:approvals_proposal_changelist"),
+            {"status": EVERY_STATUS, "kill_switch": first.pk},
+        )
+    )
+    assert f"Kill switch on account demo (#{first.pk}) (engaged)" in filtered
+    with pytest.raises(DomainError) as refused:
+        second.delete()
+    assert str(refused.value) == (
+        f"The kill switch on account demo (#{second.pk}) is engaged: release it first."
+    )
+    # Once the other is released, the one left engaged is the only one: named by its scope.
+    first.engaged = False
+    first.save()
+    second.refresh_from_db()
+    assert str(second) == "Kill switch on account demo (engaged)"
