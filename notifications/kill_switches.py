@@ -172,7 +172,8 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
     links = []
     if held and notification.kind == NotificationKind.SWITCH_ENGAGED:
         links.append(("The approved proposals it held back", held_by_switch_url(switch.pk)))
-    if sent:
+    # Moved, with nothing sent since: the list still holds what it sent before the move.
+    if sent or (moved and ever):
         listed = {each.proposal_id for each in ever}
         before = f"it was moved to {on}" if moved else "it was last engaged"
         links.append(
@@ -334,6 +335,9 @@ def _sent_listed_said(listed: set[int], counted: set[int], before: str) -> str:
     earlier = len(listed - counted)
     if not earlier:
         return "The proposals it sent to a person"
+    if earlier == len(listed):  # none since then
+        each = "" if earlier == 1 else "all "
+        return f"The {how_many(earlier, 'proposal')} it has sent to a person, {each}before {before}"
     return (
         f"The {how_many(len(listed), 'proposal')} it has sent to a person, {earlier} of them "
         f"before {before}"
@@ -398,6 +402,12 @@ def _held_said(
             "the switch does not call back: the channel's answer decides it"
         )
     if not said:
+        if since:  # what it held back before the move is not counted here: not "nothing"
+            return (
+                f"As of {console_time(now)}, it has held nothing back{since}: no approved "
+                "proposal it covers there was waiting to be carried out then, and none has "
+                "been made since."
+            )
         return (
             f"As of {console_time(now)}, it has held nothing back: no approved proposal it "
             "covers was waiting to be carried out, and none has been made since."

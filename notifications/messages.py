@@ -44,6 +44,7 @@ from policies.services import (
     engaged_kill_switches,
     kill_switch_finding_now,
     kill_switch_reason,
+    kill_switches_moved_off,
     kill_switches_named_over,
     named_for_people,
 )
@@ -429,8 +430,8 @@ def proposal_messages(
         approved,
         failed_by=failed_by,
     )
-    # A kill switch a reason names, released since it was routed, reads as released, not
-    # engaged (the switches engaged now read once an account, where a reason names one).
+    # A kill switch a reason names, released (or moved off it) since it was routed, reads so,
+    # not engaged (the switches engaged now read once an account, where a reason names one).
     accounts = {
         proposal.account_id: proposal.account
         for proposal, _ in items
@@ -439,6 +440,8 @@ def proposal_messages(
         )
     }
     engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
+    # One moved off it while engaged reads as moved there, not released, as its page says.
+    moved = kill_switches_moved_off() if accounts else {}
     # What its agent proposed, where it reads otherwise now, as its page says it.
     since = since_proposed_each([proposal for proposal, _ in items])
     # Each campaign it touches not active now, the ledger read once for all of them.
@@ -459,7 +462,9 @@ def proposal_messages(
                 magnitude=proposal.magnitude_label,
                 risk=proposal.risk,
                 reasons=[
-                    kill_switch_finding_now(str(reason), engaged_now.get(proposal.account_id, ()))
+                    kill_switch_finding_now(
+                        str(reason), engaged_now.get(proposal.account_id, ()), moved=moved
+                    )
                     for reason in _named_for_people(proposal)
                 ],
                 due_at=due_at,

@@ -18,9 +18,12 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account
+from notifications.messages import proposal_messages
+from notifications.models import NotificationKind
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
+from tests.test_kill_switch_told import deliver_due
 
 OUTAGE = "Tracking outage: nothing runs unseen."
 AFTER_UNSURE = "after an attempt sent to the channel got no sure answer"
@@ -111,3 +114,48 @@ def test_two_switches_on_one_scope_are_named_apart_in_the_console_and_its_refusa
     first.save()
     second.refresh_from_db()
     assert str(second) == "Kill switch on account demo (engaged)"
+
+
+def test_a_proposals_message_says_a_switch_moved_off_it_was_moved_not_released(demo_world):
+    """A bid a switch on account demo sent to a person; the switch, still engaged, moved to
+    account acme: a reminder of the bid said "Released since: no kill switch covers it now",
+    while its page said the switch was moved there."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    proposal = evaluated(bid_adjustment("2.06"))
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    switch.account = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    switch.save()
+
+    [message] = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())
+
+    assert message.reasons == [
+        f"The kill switch on account demo was engaged when it was routed: {OUTAGE} Moved to "
+        "account acme since, engaged there: no kill switch covers it now."
+    ]
+
+
+def test_a_move_email_with_nothing_sent_since_the_move_says_since_the_move(demo_world, mailoutbox):
+    """Engaged on everything, it sent a bid to a person; moved to account demo, it sent
+    nothing more. The email telling the operators it was moved there said "it has held
+    nothing back: … none has been made since", as if it had never held anything, and gave no
+    link to what it had sent before the move."""
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    before = evaluated(bid_adjustment("2.12"))
+    assert before.status == ProposalStatus.PENDING_REVIEW
+    switch.scope, switch.account = "account", Account.objects.get(external_id="demo")
+    switch.save()
+    deliver_due(switch)
+
+    [email] = [
+        m for m in mailoutbox if m.to == ["operator@example.com"] and "moved to" in m.subject
+    ]
+    said = " ".join(email.body.split())
+    assert (
+        "it has held nothing back since it was moved to account demo: no approved proposal it "
+        "covers there was waiting to be carried out then, and none has been made since."
+    ) in said, said
+    assert (
+        "The 1 proposal it has sent to a person, before it was moved to account demo"
+    ) in said, said
