@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from itertools import groupby, islice
+from itertools import chain, groupby, islice
 from operator import itemgetter
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
@@ -450,14 +450,13 @@ def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> d
 
 
 def _held_back_changes(
-    proposal: Proposal, holding: Sequence[KillSwitch], sent: ExecutionRound | None
+    proposal: Proposal, holding: Sequence[KillSwitch], unsure: Sequence[tuple[int, str]]
 ) -> tuple[str, dict]:
     """Why the kill switches ``holding`` send the proposal back to a person, and what that
     changes of it: their findings its reason, in its verdict reasons and findings, with the
-    attempts of ``sent`` (the round the hold interrupts, or the held round a person's approval
-    resumes) that got no sure answer: it may have run, and is not said to be held back before
-    it did."""
-    unsure = _unsure_answers(proposal, sent) if sent else []
+    attempts ``unsure`` (``_unsure_answers`` of the round the hold interrupts, or of the held
+    round a person's approval resumes) that got no sure answer: it may have run, and is not
+    said to be held back before it did."""
     reason = held_back_reason(" ".join(map(kill_switch_reason, holding)), unsure)
     return reason, {
         "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
@@ -471,7 +470,9 @@ def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) 
     """The proposal sent back to a person because the kill switches ``holding`` hold it
     (``_kill_switch_hold``), their findings its reason."""
     sent = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
-    reason, changes = _held_back_changes(proposal, holding, sent or _held_round(proposal))
+    sent = sent or _held_round(proposal)
+    unsure = _unsure_answers(proposal, sent) if sent else []
+    reason, changes = _held_back_changes(proposal, holding, unsure)
     return _sent_back(proposal, actor, reason, changes)
 
 
@@ -479,26 +480,29 @@ def _all_held_back(holds: Sequence[tuple[Proposal, list[KillSwitch]]], actor: Ac
     """``_held_back`` for many proposals, locked by the caller's transaction, written
     together: the rounds they interrupt held in one UPDATE, the proposals moved alike (held
     by the same switches) in one transition each, with a history record for every one, and
-    their agents told once."""
-    # Each one's last round: the one a hold interrupts (executing), or a held one a person's
-    # approval resumes (as ``_held_round``), whose attempts sent before the hold it names.
-    last: dict[int, ExecutionRound] = {}
+    their agents told once; the attempts that got no sure answer, which their reasons name,
+    read in one query for them all."""
+    # Each one's rounds, latest first; its last: the one a hold interrupts (executing), or a
+    # held one a person's approval resumes (as ``_held_round``), whose attempts sent before
+    # the hold it names.
+    rounds: dict[int, list[ExecutionRound]] = defaultdict(list)
     for round_ in ExecutionRound.objects.filter(
         proposal_id__in=[proposal.pk for proposal, _ in holds]
     ).order_by("proposal_id", "-first_attempt"):
-        last.setdefault(round_.proposal_id, round_)
+        rounds[round_.proposal_id].append(round_)
     sent = {
-        proposal.pk: last[proposal.pk]
+        proposal.pk: rounds[proposal.pk]
         for proposal, _ in holds
-        if proposal.pk in last
-        and (proposal.status == ProposalStatus.EXECUTING or last[proposal.pk].held)
+        if rounds[proposal.pk]
+        and (proposal.status == ProposalStatus.EXECUTING or rounds[proposal.pk][0].held)
     }
-    interrupted = [round_.pk for round_ in sent.values() if not round_.held]
+    unsure = _unsure_answers_each(sent)
+    interrupted = [each[0].pk for each in sent.values() if not each[0].held]
     if interrupted:
         ExecutionRound.objects.filter(pk__in=interrupted).update(held=True, lease_until=None)
     alike: dict[str, list[Proposal]] = defaultdict(list)
     for proposal, holding in holds:
-        reason, changes = _held_back_changes(proposal, holding, sent.get(proposal.pk))
+        reason, changes = _held_back_changes(proposal, holding, unsure.get(proposal.pk, []))
         for name, value in changes.items():
             setattr(proposal, name, value)
         alike[reason].append(proposal)
@@ -1291,6 +1295,28 @@ def _unsure_answers(
     return sorted(answers.items())
 
 
+def _unsure_answers_each(
+    rounds: dict[int, Sequence[ExecutionRound]],
+) -> dict[int, list[tuple[int, str]]]:
+    """``_unsure_answers`` of many proposals' last rounds, their attempts read in one query:
+    ``rounds``, each proposal's rounds, latest first (its last the one whose attempts are
+    asked of, with the held rounds it resumes)."""
+    earliest = {
+        proposal_id: _resumed_among(each)[-1].first_attempt for proposal_id, each in rounds.items()
+    }
+    answers: dict[int, list[tuple[int, str]]] = {}
+    if not earliest:
+        return answers
+    for proposal_id, attempt, error in (
+        Execution.objects.filter(proposal_id__in=list(earliest), unanswered=True)
+        .order_by("proposal_id", "attempt")
+        .values_list("proposal_id", "attempt", "error")
+    ):
+        if attempt >= earliest[proposal_id]:
+            answers.setdefault(proposal_id, []).append((attempt, error))
+    return answers
+
+
 def _worked_out_again(
     proposal: Proposal,
     executor: ChannelExecutor,
@@ -1409,15 +1435,22 @@ def _rounds_resumed(proposal: Proposal, current: ExecutionRound) -> list[Executi
     """``current`` and the rounds a kill switch held that it resumes, one after the other
     (a person approved each again), latest first: a retry cannot tell their attempts from
     its own either."""
-    rounds = [current]
     earlier = ExecutionRound.objects.filter(
         proposal_id=proposal.pk, first_attempt__lt=current.first_attempt
     ).order_by("-first_attempt")
-    for before in earlier:
+    return _resumed_among(chain([current], earlier))
+
+
+def _resumed_among(rounds: Iterable[ExecutionRound]) -> list[ExecutionRound]:
+    """Of a proposal's rounds, latest first from the one asked of, that one and the rounds a
+    kill switch held that it resumes (``_rounds_resumed``)."""
+    rounds = iter(rounds)
+    resumed = [next(rounds)]
+    for before in rounds:
         if not before.held:
             break
-        rounds.append(before)
-    return rounds
+        resumed.append(before)
+    return resumed
 
 
 def _resumed_said(proposal: Proposal, current: ExecutionRound, executor: ChannelExecutor) -> str:

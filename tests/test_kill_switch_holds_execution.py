@@ -1229,3 +1229,65 @@ def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_releas
         listed.text.split(f'name="_selected_action" value="{proposal.pk}"')[1].split("</tr>")[0]
     )
     assert ">kill switch released</span>" in row
+
+
+def copies(proposal: Proposal, count: int) -> list[int]:
+    """``count`` copies of ``proposal`` as it stands, each with a history record."""
+    clones = []
+    for _ in range(count):
+        clone = copy.copy(proposal)
+        clone.pk = clone.id = None
+        clone._state = type(proposal._state)()
+        clones.append(clone)
+    return insert_with_history(Proposal, clones, actor=Actor.system("test"), reason="copied")
+
+
+def between_attempts(first: Proposal, count: int) -> list[int]:
+    """``first`` (executing: attempt 1 answered 503, its next attempt due later) and
+    ``count - 1`` copies of it, each with its own round and attempt: approved proposals waiting
+    between two attempts on their channel."""
+    round_ = ExecutionRound.objects.get(proposal=first)
+    attempt = first.executions.get()
+    ids = copies(first, count - 1)
+    rounds, attempts = [], []
+    for pk in ids:
+        rounds.append(copy.copy(round_))
+        rounds[-1].pk, rounds[-1].proposal_id = None, pk
+        rounds[-1].key = f"hitl-proposal-{pk}-1"
+        attempts.append(copy.copy(attempt))
+        attempts[-1].pk = attempts[-1].id = None
+        attempts[-1].proposal_id = pk
+    ExecutionRound.objects.bulk_create(rounds)
+    insert_with_history(type(attempt), attempts, actor=Actor.system("test"), reason="failed")
+    return sorted([first.pk, *ids])
+
+
+@pytest.mark.parametrize("count", [10, 200])
+def test_a_global_switch_over_many_between_attempts_holds_them_in_as_many_statements(
+    channel, count
+):
+    """Engaged over everything while many auto-approved bids wait for their next attempt
+    (attempt 1 answered 503): each one's hold names that attempt, and its attempts were read
+    one proposal at a time (two statements each: 442 for 200, 61 for 10). Now read together:
+    as many for 200 as for 10, each still held back with its own history record naming the
+    switch and the attempt that may have run, its round held."""
+    channel(503, retry_after="600")
+    approved = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    first = proposal_execute(proposal_id=approved.pk)
+    assert first.status == ProposalStatus.EXECUTING
+    waiting = between_attempts(first, count)
+    queued = sorted(copies(approved, 2))  # copies of it as approved: queued, none sent yet
+
+    with CaptureQueriesContext(connection) as saved:
+        held = getattr(engage("global"), HELD_BACK_NOW)
+
+    assert held.held == sorted([*waiting, *queued]) and held.after_attempts == waiting
+    for ids, reason in ((waiting, HELD_AFTER_ATTEMPT_1_600), (queued, HELD)):
+        everything = reason.replace("account demo", "everything")
+        assert Proposal.history.filter(
+            id__in=ids, status="pending_review", history_change_reason=everything
+        ).count() == len(ids)
+    assert ExecutionRound.objects.filter(proposal_id__in=waiting, held=True).count() == count
+    # 61 statements for 10 and 442 for 200 before; 42 and 43 now (200 rows are written with
+    # COPY, after numbering them).
+    assert len(saved) <= 45, len(saved)
