@@ -410,23 +410,48 @@ def _became_approved_by_a_person(records: Iterable[tuple]) -> datetime | None:
 
 
 def _kill_switch_hold(proposal: Proposal) -> list[KillSwitch]:
-    """The kill switches that hold the proposal back for a person, if any: every switch
-    engaged over its account or channel does, unless a person approved it (or retried it)
-    while that switch was engaged. A switch routes everything to humans: what the policy
-    engine approved never runs past it, nor what a person approved before it was engaged.
-    (``proposal`` from ``_locked_for_execution``: which switches, and since when, is asked
-    only if one is.)"""
+    """The kill switches that hold the proposal back for a person, if any
+    (``_kill_switch_holds_each`` of it alone, with the switches engaged over its account or
+    channel). (``proposal`` from ``_locked_for_execution``: which switches, and since when,
+    is asked only if one is.)"""
     if not proposal.kill_switch_engaged:
         return []
-    switches = engaged_kill_switches(proposal.account)
-    if not switches:
-        return []
-    approved_at = _approved_by_a_person_at(proposal)
-    return [
-        switch
-        for switch in switches
-        if approved_at is None or approved_at < kill_switch_engaged_since(switch)
-    ]
+    holds = _kill_switch_holds_each([proposal], engaged_kill_switches(proposal.account))
+    return holds.get(proposal.pk, [])
+
+
+def _kill_switch_holds_each(
+    proposals: Sequence[Proposal], engaged: Sequence[KillSwitch]
+) -> dict[int, list[KillSwitch]]:
+    """The kill switches that hold back each of ``proposals`` for a person: of ``engaged``
+    (switches engaged, told apart, read once for them all), every one over its account or
+    channel does, unless a person approved it (or retried it) while that switch was engaged.
+    A switch routes everything to humans: what the policy engine approved never runs past
+    it, nor what a person approved before it was engaged. Each proposal a switch is engaged
+    over (its ``kill_switch_engaged``, from ``_locked_for_execution``) is keyed, with those
+    that hold it, none if a person let it run past them; when a person approved them, and
+    since when a switch is engaged, are asked only where they decide."""
+    covering = {
+        proposal.pk: kill_switches_covering(engaged, proposal.account)
+        for proposal in proposals
+        if proposal.kill_switch_engaged
+    }
+    approved_at = _approved_by_a_person_at_each([pk for pk, over in covering.items() if over])
+    asked = {
+        switch.pk: switch
+        for pk, over in covering.items()
+        if approved_at.get(pk) is not None
+        for switch in over
+    }
+    since = {pk: kill_switch_engaged_since(switch) for pk, switch in asked.items()}
+    return {
+        pk: [
+            switch
+            for switch in over
+            if approved_at[pk] is None or approved_at[pk] < since[switch.pk]
+        ]
+        for pk, over in covering.items()
+    }
 
 
 def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> dict:
@@ -1860,23 +1885,20 @@ def proposals_hold_back_now(*, switch: KillSwitch) -> HeldBackNow:
         # Carried out, or moved on, while this waited for them: left out.
         under_way = [proposal for proposal in locked if proposal.status in UNDER_WAY_STATUSES]
         held.sending = [proposal.pk for proposal in under_way if proposal.pk in sending]
-        # Which switches hold each (``_kill_switch_hold``), read once for them all.
+        # Which switches hold each, as before each attempt (``_kill_switch_hold``), the
+        # switches read once for them all.
         engaged = kill_switches_told_apart(
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
-        since = {each.pk: kill_switch_engaged_since(each) for each in engaged}
-        approved_at = _approved_by_a_person_at_each([proposal.pk for proposal in under_way])
+        holding = _kill_switch_holds_each(
+            [proposal for proposal in under_way if proposal.pk not in sending], engaged
+        )
         holds = []
         for proposal in under_way:
-            if proposal.pk in sending or not proposal.kill_switch_engaged:
+            if proposal.pk not in holding:
                 continue
-            holding = [
-                each
-                for each in kill_switches_covering(engaged, proposal.account)
-                if approved_at[proposal.pk] is None or approved_at[proposal.pk] < since[each.pk]
-            ]
-            if holding:
-                holds.append((proposal, holding))
+            if holding[proposal.pk]:
+                holds.append((proposal, holding[proposal.pk]))
             else:
                 held.passed.append(proposal.pk)
         if holds:
