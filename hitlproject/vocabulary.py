@@ -285,7 +285,8 @@ NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
 # 600 s)"): a server's error, which the platform takes as no sure answer (SPEC: 5xx are
 # retried), but an answer all the same, said as such (``unsure_answers_said``).
 # Read from its start: a round's last attempt's error goes on to say the others' answers.
-_HTTP_ANSWER = re.compile(r"the endpoint answered (HTTP \d{3}\b(?: \([^)]*\))?)")
+_HTTP_ANSWERED = r"HTTP \d{3}\b(?: \([^)]*\))?"
+_HTTP_ANSWER = re.compile(rf"the endpoint answered ({_HTTP_ANSWERED})")
 # Said of attempts sent before a proposal ended without sending anything more (superseded)
 # that got no sure answer, after "nothing more was sent, but attempt 2, sent at …,", wherever
 # a person or its agent is told how it ended: not "nothing was done", which only a sure answer
@@ -357,6 +358,12 @@ def http_answer(error: str) -> str:
     return found[1] if found else ""
 
 
+# What ``unsure_answers_said`` says of the channel's answers to attempts: of one answer to each
+# of them, and of several.
+_ONE_ANSWER_UNSURE = "which does not say whether the channel carried it out"
+_EACH_ANSWER_UNSURE = "none says whether the channel carried it out"
+
+
 def unsure_answers_said(attempts: Sequence[tuple[int, str]], *, named: bool = True) -> str:
     """What the channel answered ``attempts`` (each its number and its error) that got no sure
     answer, as a sentence says it, without its full stop: "Attempts 1–5 were answered HTTP 503
@@ -379,8 +386,25 @@ def unsure_answers_said(attempts: Sequence[tuple[int, str]], *, named: bool = Tr
         parts.append(f"{attempt_numbers(unanswered)} got no answer")
     parts = [parts[0], *(part[:1].lower() + part[1:] for part in parts[1:])]
     if len(parts) == 1:  # one answer, to each of them
-        return f"{parts[0]}, which does not say whether the channel carried it out"
-    return f"{and_joined(parts)}: none says whether the channel carried it out"
+        return f"{parts[0]}, {_ONE_ANSWER_UNSURE}"
+    return f"{and_joined(parts)}: {_EACH_ANSWER_UNSURE}"
+
+
+# Attempt numbers as ``attempt_numbers`` says them ("Attempt 4", "Attempts 1–3 and 5"); of a
+# later part of a sentence, lower-cased ("attempts 2 and 3").
+_NUMBERS = r"\d+(?:–\d+)?(?:(?:, | and )\d+(?:–\d+)?)*"
+ATTEMPT_NUMBERS = rf"Attempts? {_NUMBERS}"
+_LATER_NUMBERS = rf"attempts? {_NUMBERS}"
+_ANSWERED = rf" (?:was|were) answered {_HTTP_ANSWERED}"
+# All that ``unsure_answers_said`` (named) can say, and nothing more: where it ends a text
+# after free text (a held-back reason, after a policy owner's reason for a kill switch,
+# which may speak of attempts too), it is found there, whatever that text says before it.
+UNSURE_ANSWERS_SAID = (
+    rf"(?:{ATTEMPT_NUMBERS} {re.escape(NO_SURE_ANSWER)}"
+    rf"|{ATTEMPT_NUMBERS}{_ANSWERED}, {re.escape(_ONE_ANSWER_UNSURE)}"
+    rf"|{ATTEMPT_NUMBERS}{_ANSWERED}(?:, {_LATER_NUMBERS}{_ANSWERED})*"
+    rf" and {_LATER_NUMBERS}(?:{_ANSWERED}| got no answer): {re.escape(_EACH_ANSWER_UNSURE)})"
+)
 
 
 def no_sure_answer_said(attempts: Sequence[tuple[int, str]]) -> str:

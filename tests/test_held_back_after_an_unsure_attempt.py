@@ -302,3 +302,43 @@ def test_the_engaged_switchs_message_counts_apart_those_held_after_an_unsure_att
         f"{AFTER_UNSURE}: each went back to a person, to approve again"
     ) in said, said
     assert "before they ran" not in said
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Tracking outage. Attempt 2 was answered by a stale pixel, per the vendor.",
+        # The platform's own words, quoted by the policy owner.
+        f"Vendor outage. Attempt 1 {NO_SURE_ANSWER}: it may have been carried out there.",
+    ],
+)
+def test_a_switch_reason_that_speaks_of_attempts_is_read_whole_once_released(
+    channel, client, typed
+):
+    """A policy owner's reason is free text, and may itself say "Attempt 2 was answered …".
+    Once the switch was released, the proposal's page split it there: "…engaged then:
+    Tracking outage. Released since: no kill switch covers it now. Attempt 2 was answered by
+    a stale pixel, per the vendor. Attempt 1 was answered HTTP 503, …", the owner's words
+    read as the platform's, cut by its own. The attempts the hold names are its last
+    sentence only, and the owner's reason is said whole."""
+    channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=typed
+    )
+    next_attempt_due(proposal)
+    held = proposal_execute(proposal_id=proposal.pk)
+    assert held.verdict_reasons[0] == (
+        f"Held back before its next attempt: the kill switch on account demo is engaged: "
+        f"{typed} {ANSWERED_503}: it may have been carried out there. A person must approve "
+        "it again."
+    )
+    switch.engaged = False
+    switch.save()
+
+    assert (
+        "Held back before its next attempt: the kill switch on account demo was engaged then: "
+        f"{typed} Released since: no kill switch covers it now. {ANSWERED_503}: it may have "
+        "been carried out there. A person must approve it again."
+    ) in page_text(client, held)

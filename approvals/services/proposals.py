@@ -50,8 +50,10 @@ from hitlproject.errors import Busy, Conflict, DomainError, InvalidInput, NotFou
 from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import (
+    ATTEMPT_NUMBERS,
     NO_SURE_ANSWER,
     UNDER_WAY_STATUSES,
+    UNSURE_ANSWERS_SAID,
     HardCeilingFinding,
     how_many,
     unsure_answers_said,
@@ -1237,17 +1239,19 @@ HELD_BACK_ANY = (HELD_BACK, HELD_BACK_BETWEEN)
 RE_ROUTED = f"Re-routed to a person {_BEFORE_EXECUTING}"
 RE_ROUTED_BETWEEN = f"Re-routed to a person {_BEFORE_NEXT_ATTEMPT}"
 SENT_BACK = (*HELD_BACK_ANY, RE_ROUTED, RE_ROUTED_BETWEEN)
+_MAY_HAVE_RUN_THERE = "may have been carried out there."
 # What a held-back reason says, before a person must approve it again, of the attempts sent
 # before the hold that got no sure answer, in the words their failure and Retry use
 # (``unsure_answers_said``): "Attempt 1 was answered HTTP 503 (Retry-After: 600 s), which
 # does not say whether the channel carried it out: it may have been carried out there.";
 # recorded before, "Attempt 1 was sent to the channel and got no answer that says whether the
 # channel carried it out: it may have been carried out there.", which stays so recorded.
+# Found as its last sentence only, in no words but those it is written in
+# (``UNSURE_ANSWERS_SAID``, ``_MAY_HAVE_RUN_THERE``): before it, a switch's reason is free
+# text, which may speak of attempts too.
 _SENT_UNSURE = re.compile(
-    r" (Attempts? [0-9–, and]+ (?:(?:was|were) sent to the channel and "
-    + re.escape(NO_SURE_ANSWER)
-    + r"|(?:was|were) answered .+?|got no answer.+?)"
-    + r": (?:it|each) may have been carried out there\.)$"
+    rf" ((?:{UNSURE_ANSWERS_SAID}|{ATTEMPT_NUMBERS} (?:was|were) sent to the channel and "
+    rf"{re.escape(NO_SURE_ANSWER)}): (?:it|each) {re.escape(_MAY_HAVE_RUN_THERE)})$"
 )
 
 
@@ -1270,7 +1274,7 @@ def held_back_reason(held: str, unsure: Sequence[tuple[int, str]] = ()) -> str:
 
 def _sent_unsure_said(unsure: Sequence[tuple[int, str]]) -> str:
     each = "it" if len(unsure) == 1 else "each"
-    return f"{unsure_answers_said(unsure)}: {each} may have been carried out there."
+    return f"{unsure_answers_said(unsure)}: {each} {_MAY_HAVE_RUN_THERE}"
 
 
 def held_back_after_attempts(reason: str) -> bool:
