@@ -58,7 +58,7 @@ from feedback.models import (
     attempts_spent,
     sent_again_note,
 )
-from feedback.services import decision_notes
+from feedback.services import EditTold, decision_notes, edits_told
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
 from hitlproject.queueing import after_commit, enqueue_after_commit, send_each
@@ -114,8 +114,13 @@ def callback_events_record(*, proposals: Iterable[Proposal], sent_back: bool = F
         and _news(proposal)
     ]
     said = _said_to_agents([event.proposal for event in events])
+    edits = edits_told([event.proposal for event in events])
     for event in events:
-        event.body = _body(event, said[event.proposal.pk])
+        edit = edits[event.proposal.pk]
+        reason = said[event.proposal.pk]
+        if edit.edited and event.proposal.status == ProposalStatus.EXPIRED:
+            reason = f"{reason}\n{edit.said('expired')}"
+        event.body = _body(event, reason, edit)
     if events:
         # Made by the callbacks, whoever moved the proposals: their history says who did. On
         # PostgreSQL the events and their first records in one statement, as the events
@@ -187,7 +192,12 @@ def _decided_at(proposal: Proposal) -> datetime | None:
     return proposal.approved_at
 
 
-def _body(event: CallbackEvent, reason: str) -> dict:
+def _body(event: CallbackEvent, reason: str, edit: EditTold) -> dict:
+    """The event's JSON body. ``proposal.summary`` is what the proposal means now (as a
+    reviewer edited it, if one did); ``proposal.proposed_summary``, what its agent proposed;
+    ``edits``, a reviewer's edit field by field, from what the agent proposed to what it is
+    now (``{"new_bid": {"from": "2.60", "to": "2.40"}}``, as an ``approved_with_edits``
+    feedback record's ``diff``), ``{}`` where nobody edited it."""
     proposal = event.proposal
     return {
         "id": str(event.event_id),
@@ -199,11 +209,13 @@ def _body(event: CallbackEvent, reason: str) -> dict:
             "action_type": proposal.action_type,
             "external_ref": proposal.external_ref,
             "summary": proposal.summary,
+            "proposed_summary": edit.proposed_summary,
             "url": f"/api/v1/proposals/{proposal.pk}/",
         },
         # What the move says to its agent: what people decided, not who (as the API's
         # decisions and the feedback name nobody); its history, for auditors, says who.
         "reason": reason,
+        "edits": edit.diff,
     }
 
 

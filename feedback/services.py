@@ -1,6 +1,8 @@
 """Every decision yields feedback the agent can pull."""
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,7 +15,13 @@ from approvals.models import (
     Proposal,
     ProposalStatus,
 )
-from approvals.selectors import decision_did, decision_said, review_window_ran_out, was_retried
+from approvals.selectors import (
+    decision_did,
+    decision_said,
+    review_window_ran_out,
+    since_proposed_each,
+    was_retried,
+)
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock
 from approvals.services.proposals import sent_back_after_attempts
@@ -215,16 +223,106 @@ def feedback_record_supersessions(
     )
 
 
+@dataclass(frozen=True)
+class EditTold:
+    """A person's edit of a proposal, as its agent is told it: ``diff``, field by field from
+    what it proposed to what it is now (the shape of an ``approved_with_edits`` record's);
+    ``edits``, each edit in words with its editor's note, naming no one ("A reviewer edited
+    it (new_bid: 2.60 → 2.40): 2.40 is enough for now", a note's further lines indented, as
+    in ``_said``)."""
+
+    proposed_summary: str
+    summary: str
+    diff: dict[str, Any]
+    edits: tuple[str, ...]
+    # How it came to read as it does ("as edited", "as edited and re-assessed").
+    how: str = "as edited"
+
+    @property
+    def edited(self) -> bool:
+        return bool(self.diff)
+
+    def said(self, ended: str) -> str:
+        """The edit told of a proposal that ``ended`` ("expired") without running: "It
+        expired as a reviewer edited it, not as it proposed it: it proposed bid of
+        brand-search 2.00 → 2.60 USD (+30.0%); as edited, bid of brand-search 2.00 → 2.40
+        USD (+20.0%).", then each edit. Without it, an agent told "expired" beside its
+        proposal's summary read a value it never proposed as its own, and nothing of the
+        person who changed it or why."""
+        return "\n".join(
+            [
+                f"It {ended} as a reviewer edited it, not as it proposed it: it proposed "
+                f"{self.proposed_summary}; {self.how}, {self.summary}.",
+                *self.edits,
+            ]
+        )
+
+
+def edits_told(proposals: Sequence[Proposal]) -> dict[int, EditTold]:
+    """Each of ``proposals``, by id, with what its agent proposed and any reviewer's edit
+    that left it otherwise, as its agent is told them (``EditTold``: no ``diff`` where none
+    did)."""
+    by_id = {proposal.pk: proposal for proposal in proposals}
+    told = {}
+    for proposal_id, since in since_proposed_each(proposals).items():
+        if not since.edited:
+            told[proposal_id] = EditTold(since.proposed_summary, since.summary, {}, ())
+            continue
+        edits = []
+        before = since.proposed_payload
+        for decision in since.edit_decisions:
+            changed = payload_diff(before, decision.edited_payload)
+            before = decision.edited_payload
+            if not changed:
+                continue
+            note = "\n  ".join(decision.note.strip().splitlines())
+            edits.append(
+                f"A reviewer edited it ({_changes_said(changed)})" + (f": {note}" if note else ".")
+            )
+        told[proposal_id] = EditTold(
+            proposed_summary=since.proposed_summary,
+            summary=since.summary,
+            diff=payload_diff(since.proposed_payload, by_id[proposal_id].payload),
+            edits=tuple(edits),
+            how=since.how.lower(),
+        )
+    return told
+
+
+def _changes_said(diff: Mapping[str, Mapping[str, Any]]) -> str:
+    """A diff in words, field by field: "new_bid: 2.60 → 2.40; amount: 280.00 → 200.00"."""
+    return "; ".join(
+        f"{path}: {_value_said(change.get('from'))} → {_value_said(change.get('to'))}"
+        for path, change in diff.items()
+    )
+
+
+def _value_said(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
-    """Proposals expired unreviewed: their agents are told, in one write, last in the
-    caller's transaction (``_in_commit_order``), with when the window closed and how many of
-    the approvals its policy asks for it had (not who gave them)."""
+    """Proposals expired: their agents are told, in one write, last in the caller's
+    transaction (``_in_commit_order``), with when the window closed and how many of the
+    approvals its policy asks for it had (not who gave them); and, where a reviewer edited
+    it, that it expired as edited, the edit field by field (its ``diff``, as an
+    ``approved_with_edits`` record's) and each editor's note (``edits_told``)."""
+    edits = edits_told(proposals)
     return _each_told(
         FeedbackKind.EXPIRED,
-        [(proposal, review_window_ran_out(proposal)) for proposal in proposals],
+        [(proposal, _expiry_said(proposal, edits[proposal.pk])) for proposal in proposals],
         actor=actor,
         why="expired: its review window closed before enough people decided it",
+        diffs={proposal_id: edit.diff for proposal_id, edit in edits.items()},
     )
+
+
+def _expiry_said(proposal: Proposal, edit: EditTold) -> str:
+    """An expiry's note: how its review ended, then the edit it expired as, if any."""
+    ended = review_window_ran_out(proposal)
+    return f"{ended}\n{edit.said('expired')}" if edit.edited else ended
 
 
 def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
