@@ -21,7 +21,9 @@ class FeedbackKind(models.TextChoices):
     APPROVED = "approved", "Approved as is"
     APPROVED_WITH_EDITS = "approved_with_edits", "Approved with edits"
     REJECTED = "rejected", "Rejected"
-    EXPIRED = "expired", "Expired unreviewed"
+    # Not "unreviewed": people may have approved or edited it, one approval short (its note
+    # says).
+    EXPIRED = "expired", "Expired: its review window closed first"
     SUPERSEDED = "superseded", "Superseded: its target changed first"
     WITHDRAWN = "withdrawn", "Withdrawn by a reviewer"
     FAILED = "failed", "Execution failed"

@@ -88,7 +88,10 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_its_proposal_expired(
     assert f'<p id="summary-now"><strong>As edited:</strong> {EDITED}</p>' in text
     assert NOTE in text
     history = login("auditor").get(reverse("admin:approvals_proposal_history", args=[proposal_id]))
-    assert "A reviewer edited it (new_bid: 2.60 → 2.40): " + NOTE in html.unescape(history.text)
+    told = html.unescape(history.text)
+    assert "A reviewer edited it (new_bid: 2.60 → 2.40): " + NOTE in told
+    # Not "Expired unreviewed", of a proposal two people approved and one edited.
+    assert "Feedback to optimizer (agent): Expired: its review window closed first" in told
 
 
 def test_an_unedited_proposal_that_expired_is_told_as_it_proposed_it(callback_endpoint, optimizer):

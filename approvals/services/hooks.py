@@ -44,7 +44,7 @@ executions_retried = Hook("failed executions sent to run again")
 # proposals=, actor=: approved proposals carried out, executed (each saying, as its callback
 # does, what it changed).
 executions_carried_out = Hook("approved proposals executed")
-# proposals=, actor=: proposals expired unreviewed.
+# proposals=, actor=: proposals whose review window closed before enough people approved them.
 proposals_expired = Hook("proposals expired")
 # superseded= (each proposal with what moved and why), actor=: proposals ended superseded.
 proposals_superseded = Hook("proposals superseded")
