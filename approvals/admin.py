@@ -55,6 +55,7 @@ from approvals.selectors import (
     approved_failing,
     attempt_keys,
     campaigns_not_active,
+    campaigns_now_each,
     campaigns_paused,
     carried_out,
     changed_first_now,
@@ -2493,6 +2494,30 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposal.last_failure = last_failure(proposal)
             if proposal.status != ProposalStatus.PENDING_REVIEW:
                 proposal.review_ended = how_review_ended(proposal)
+        # A campaign it touches paused (or gone) since, as its page says it; and, of one this
+        # approval lets run, that it runs there all the same, left paused (not where approving
+        # it ends it superseded: a value it sets moved).
+        campaigns_now = campaigns_now_each(proposals)
+        letting_run = [
+            proposal
+            for proposal in proposals
+            if plan is not None
+            and proposal.status == ProposalStatus.PENDING_REVIEW
+            and proposal.pk not in plan.refusals
+            and proposal.pk not in plan.left_waiting
+            and campaigns_now[proposal.pk].paused
+        ]
+        moved = target_moves_each(
+            [proposal for proposal in letting_run if sets_values(proposal)],
+            ledger={key: c for p in letting_run for key, c in campaigns_now[p.pk].ledger.items()},
+        )
+        for proposal in proposals:
+            proposal.campaigns_not_active = campaigns_now[proposal.pk].not_active
+            proposal.paused_still_runs = (
+                paused_still_runs_said(campaigns_now[proposal.pk].paused)
+                if proposal in letting_run and not moved.get(proposal.pk)
+                else ""
+            )
         form = form_class(request.POST if "confirm" in request.POST else None)
         # The note goes to each proposal's own agent, not to one "agent".
         form.fields["note"].help_text = form.fields["note"].help_text.replace(

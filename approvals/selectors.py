@@ -1575,8 +1575,28 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
     """``campaigns_not_active`` of each proposal, by id, their campaigns read in one
     statement: a digest's messages say it of every proposal they list, and a query a
     proposal made a digest of fifty read the ledger fifty times."""
+    return {pk: now.not_active for pk, now in campaigns_now_each(proposals).items()}
+
+
+@dataclass
+class CampaignsNow:
+    """What a proposal that may still run finds of the campaigns it touches now, from one
+    read of the ledger: each not active, in words (``campaigns_not_active``); those of them
+    paused that it would change (``campaigns_paused``), by external id; and the campaigns
+    read, by (account id, external id), its target's among them, for what else is judged on
+    them in the same read (``target_moves_each``'s ``ledger``)."""
+
+    not_active: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    ledger: dict[tuple[int, str], Campaign] = field(default_factory=dict)
+
+
+def campaigns_now_each(proposals: Sequence[Proposal]) -> dict[int, CampaignsNow]:
+    """``CampaignsNow`` of each proposal, by id, their campaigns (and their targets') read in
+    one statement."""
     named: dict[int, list[str]] = {}
     said: dict[int, list[str]] = {}
+    paused: dict[int, list[str]] = {}
     for proposal in proposals:
         said[proposal.pk] = []
         action_type = action_types.named(proposal.action_type)
@@ -1588,17 +1608,20 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
             continue
     running = [proposal for proposal in proposals if named.get(proposal.pk)]
     if not running:
-        return said
+        return {pk: CampaignsNow(not_active=said[pk]) for pk in said}
     campaigns = {
         (campaign.account_id, campaign.external_id): campaign
         for campaign in Campaign.objects.filter(
             account_id__in={proposal.account_id for proposal in running},
             external_id__in={
-                external_id for proposal in running for external_id in named[proposal.pk]
+                external_id
+                for proposal in running
+                for external_id in [*named[proposal.pk], *(proposal.target_snapshot or ())]
             },
         )
     }
     for proposal in running:
+        paused[proposal.pk] = []
         for external_id in named[proposal.pk]:
             campaign = campaigns.get((proposal.account_id, external_id))
             if campaign is None:
@@ -1612,7 +1635,16 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
                 said[proposal.pk].append(
                     f"campaign {external_id} is {status} now{f' ({how})' if how else ''}"
                 )
-    return said
+                # As ``campaigns_paused`` has it: a status change's own status is its action.
+                if (
+                    campaign.status == CampaignStatus.PAUSED
+                    and proposal.action_type != "status_change"
+                ):
+                    paused[proposal.pk].append(external_id)
+    return {
+        pk: CampaignsNow(not_active=said[pk], paused=paused.get(pk, []), ledger=campaigns)
+        for pk in said
+    }
 
 
 def campaigns_paused(proposal: Proposal) -> list[str]:

@@ -15,10 +15,12 @@ from django.utils import timezone
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import (
+    CampaignsNow,
     SinceProposed,
     approved_said,
-    campaigns_not_active_each,
+    campaigns_now_each,
     let_run_said,
+    paused_still_runs_said,
     retry_checks_said,
     retry_ends_it_said,
     retry_past_kill_switches_said,
@@ -191,11 +193,20 @@ class ProposalMessage:
     # Each campaign it touches that is not active now, as its page says it
     # (``campaigns_not_active``): "campaign generic-search is paused now (by proposal #10, …)".
     campaigns_now: Sequence[str] = ()
+    # Where approving (or retrying) it lets it run on those of them paused, that it runs
+    # there all the same, left paused, in its page's words (``paused_still_runs_said``).
+    paused_still_runs: str = ""
 
     @property
     def campaigns_now_text(self) -> str:
-        """``campaigns_now`` as sentences: "Campaign generic-search is paused now (…)."; else ""."""
-        return " ".join(f"{said[:1].upper()}{said[1:]}." for said in self.campaigns_now)
+        """``campaigns_now`` as sentences: "Campaign generic-search is paused now (…).", then,
+        as its page says it beside them, what approving it does there ("Approving it still
+        makes the change on generic-search as it is, paused: …"), unless its reader may not
+        approve it (``approval_refused``); else ""."""
+        said = [f"{said[:1].upper()}{said[1:]}." for said in self.campaigns_now]
+        if said and self.paused_still_runs and not self.approval_refused:
+            said.append(self.paused_still_runs)
+        return " ".join(said)
 
     @property
     def proposed_summary(self) -> str:
@@ -444,8 +455,12 @@ def proposal_messages(
     moved = kill_switches_moved_off() if accounts else {}
     # What its agent proposed, where it reads otherwise now, as its page says it.
     since = since_proposed_each([proposal for proposal, _ in items])
-    # Each campaign it touches not active now, the ledger read once for all of them.
-    campaigns_now = campaigns_not_active_each([proposal for proposal, _ in items])
+    # Each campaign it touches not active now, the ledger read once for all of them, and
+    # what approving (or retrying) it does on those paused, as its page says it.
+    campaigns_now = campaigns_now_each([proposal for proposal, _ in items])
+    paused_still_runs = _paused_still_runs(
+        [proposal for proposal, _ in items], campaigns_now, failures
+    )
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -480,10 +495,42 @@ def proposal_messages(
                 words=_words_shown(proposal),
                 failure=failures.get(proposal.pk),
                 **_changed_since_proposed(since[proposal.pk]),
-                campaigns_now=campaigns_now[proposal.pk],
+                campaigns_now=campaigns_now[proposal.pk].not_active,
+                paused_still_runs=paused_still_runs.get(proposal.pk, ""),
             )
         )
     return messages
+
+
+def _paused_still_runs(
+    proposals: Sequence[Proposal], campaigns_now: dict[int, CampaignsNow], failures: dict
+) -> dict[int, str]:
+    """What approving (or retrying) each of these does on the campaigns of it paused now, as
+    its page says it before anyone decides (``paused_still_runs_said``), by id: for one that
+    waits, unless approving it ends it superseded (a value it sets moved since); for one that
+    failed, unless a retry is refused now or ends it so (``Failure``). None for another."""
+    paused = [p for p in proposals if campaigns_now[p.pk].paused]
+    waiting = [p for p in paused if p.status == ProposalStatus.PENDING_REVIEW]
+    moved = target_moves_each(
+        [p for p in waiting if sets_values(p)],
+        ledger={key: c for p in waiting for key, c in campaigns_now[p.pk].ledger.items()},
+    )
+    said = {}
+    for proposal in paused:
+        failure = failures.get(proposal.pk)
+        if proposal.status == ProposalStatus.PENDING_REVIEW and not moved.get(proposal.pk):
+            act = "approving"
+        elif (
+            proposal.status == ProposalStatus.FAILED
+            and failure is not None
+            and not failure.retry_refused
+            and not failure.retry_ends_it
+        ):
+            act = "retrying"
+        else:
+            continue
+        said[proposal.pk] = paused_still_runs_said(campaigns_now[proposal.pk].paused, act=act)
+    return said
 
 
 def _named_for_people(proposal: Proposal) -> list[str]:

@@ -4,6 +4,7 @@ rise on generic-search after another proposal had paused it, the page showing th
 alone ("Now 780.00"), nothing of the pause."""
 
 import re
+from dataclasses import replace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,8 +22,10 @@ from hitlproject.formats import console_time
 from ledger.models import Campaign
 from notifications.messages import proposal_messages
 from notifications.models import NotificationKind
+from notifications.slack import message_blocks
 from tests.conftest import bid_adjustment, creative, creative_batch, decided_from_page
 from tests.factories import evaluated
+from tests.slack_fake import shown_text
 
 
 @pytest.fixture
@@ -195,3 +198,78 @@ def test_approving_on_a_campaign_paused_since_says_before_and_after_that_it_stay
     assert proposal_execute(proposal_id=raise_.pk).status == "executed"
     campaign = Campaign.objects.get(external_id="generic-search")
     assert (campaign.status, str(campaign.daily_budget)) == ("paused", "900.00")
+
+
+RUNS = (
+    "Approving it still makes the change on generic-search as it is, paused: approving "
+    "does not activate it, so the change takes effect only once someone does."
+)
+
+
+@pytest.mark.django_db
+def test_messages_of_a_proposal_on_a_campaign_paused_since_say_what_approving_does(operator):
+    """Its Slack message and its emails said "Campaign generic-search is paused now (…)." and
+    no more, where its page says approving still makes the change there and does not
+    activate it: a person approving from Slack read less than one approving from its page."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    paused = pause("generic-search", operator)
+    raise_.refresh_from_db()
+    said = (
+        f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"{console_time(paused.executed_at)}, after this one was proposed). {RUNS}"
+    )
+    [message] = proposal_messages([(raise_, NotificationKind.WAITING)], now=timezone.now())
+    slack = shown_text(message_blocks(message, may_decide=True))
+    assert said in slack, slack
+    for template in ("proposal_email.txt", "digest_email.txt"):
+        email = render_to_string(
+            f"notifications/{template}",
+            {"message": message, "messages": [message], "may_decide": True},
+        )
+        assert said in email, (template, email)
+    html_email = render_to_string(
+        "notifications/proposal_email.html", {"message": message, "may_decide": True}
+    )
+    assert said in html_email, html_email
+    # A reader who may not approve it is not told what approving it does.
+    refused = replace(message, approval_refused="Its agent was stopped.")
+    assert refused.campaigns_now_text == said.removesuffix(f" {RUNS}")
+
+
+@pytest.mark.django_db
+def test_the_bulk_confirmation_says_what_approving_does_on_a_campaign_paused_since(operator, login):
+    """The bulk confirmation said nothing of the pause: "Approved: …" beside a budget raise
+    on a paused campaign, which approving ran there, left paused."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    paused = pause("generic-search", operator)
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_changelist"),
+        {"action": "approve_selected", "_selected_action": [raise_.pk]},
+    )
+    assert page.status_code == 200
+    found = re.findall(
+        r'<p class="errornote bulk-campaigns-not-active">(.*?)</p>', page.content.decode(), re.S
+    )
+    assert found == [
+        f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"{console_time(paused.executed_at)}, after this one was proposed). {RUNS}"
+    ]
+    # Rejecting them says the pause, not what approving would do.
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_changelist"),
+        {"action": "reject_selected", "_selected_action": [raise_.pk]},
+    )
+    found = re.findall(
+        r'<p class="errornote bulk-campaigns-not-active">(.*?)</p>', page.content.decode(), re.S
+    )
+    assert len(found) == 1 and RUNS not in found[0], found

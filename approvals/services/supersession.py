@@ -186,21 +186,25 @@ def _seen_of_changed(
     }
 
 
-def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMove]]:
+def target_moves_each(
+    proposals: Iterable[Proposal], *, ledger: Mapping[tuple[int, str], Campaign] | None = None
+) -> dict[int, list[TargetMove]]:
     """``target_moves`` against the ledger now, for many proposals at once (one read of the
     campaigns they were made against), by proposal id; only proposals whose targets moved (a
-    field they set: ``moves_on_what_it_sets``)."""
+    field they set: ``moves_on_what_it_sets``). ``ledger``: those campaigns as just read, by
+    (account id, external id) (``CampaignsNow.ledger``), not read again."""
     proposals = [proposal for proposal in proposals if proposal.target_snapshot]
-    wanted = Q(pk__in=[])
-    by_account: dict[int, set[str]] = defaultdict(set)
-    for proposal in proposals:
-        by_account[proposal.account_id] |= set(proposal.target_snapshot)
-    for account_id, external_ids in by_account.items():
-        wanted |= Q(account_id=account_id, external_id__in=external_ids)
-    ledger = {
-        (campaign.account_id, campaign.external_id): campaign
-        for campaign in Campaign.objects.filter(wanted)
-    }
+    if ledger is None:
+        wanted = Q(pk__in=[])
+        by_account: dict[int, set[str]] = defaultdict(set)
+        for proposal in proposals:
+            by_account[proposal.account_id] |= set(proposal.target_snapshot)
+        for account_id, external_ids in by_account.items():
+            wanted |= Q(account_id=account_id, external_id__in=external_ids)
+        ledger = {
+            (campaign.account_id, campaign.external_id): campaign
+            for campaign in Campaign.objects.filter(wanted)
+        }
     moved = {}
     for proposal in proposals:
         current = {
