@@ -81,6 +81,7 @@ from approvals.selectors import (
     retries_of,
     retry_ends_it_said,
     retry_may_repeat_said,
+    retry_over_cumulative_said,
     retry_past_kill_switches_said,
     retry_told,
     routing_reasons,
@@ -140,6 +141,7 @@ from approvals.services.proposals import (
     held_back_by,
     held_back_reason_now,
     proposal_withdraw_for_agent,
+    retry_over_cumulative_ceiling,
 )
 from approvals.services.supersession import (
     proposals_its_execution_would_end,
@@ -2172,6 +2174,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                     [kill_switch_reason(switch) for switch in _kill_switches_engaged_over(proposal)]
                 )
                 if retry_refused is None
+                else ""
+            ),
+            # Re-assessed as a retry would run it (the budget it draws on moved), over its
+            # policy's cumulative ceiling: a retry is a person's approval, which runs it all
+            # the same (``executors.runner._reassessed``), said before it.
+            "retry_over_cumulative": (
+                retry_over_cumulative_said(retry_over_cumulative_ceiling(proposal))
+                if proposal.status == ProposalStatus.FAILED and retry_refused is None
                 else ""
             ),
             "outcomes": proposal.outcomes.all(),

@@ -2468,6 +2468,21 @@ def retry_past_kill_switches_said(findings: Sequence[str]) -> str:
     )
 
 
+def retry_over_cumulative_said(reasons: Sequence[str]) -> str:
+    """For a failed proposal a person may retry, what its policy's cumulative ceiling holds
+    of it re-assessed as a retry would run it (``retry_over_cumulative_ceiling``, the
+    engine's words), and that a retry runs it all the same: a person's retry is their
+    approval, which covers it, as its execution then records ("…, which its approval still
+    covers"). Said beside its Retry button; "" where the ceiling holds nothing of it."""
+    if not reasons:
+        return ""
+    return (
+        f"Re-assessed now, as a retry would run it, as the budget it draws on moved: "
+        f"{' '.join(reasons)} Retrying runs it anyway: a person's retry is their approval, "
+        "which covers it past that ceiling."
+    )
+
+
 @dataclass(frozen=True)
 class SentToPerson:
     """One proposal a kill switch sent to a person: when, and how (as it was routed, or

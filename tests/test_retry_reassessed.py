@@ -89,3 +89,37 @@ def test_a_failed_move_its_source_cut_since_above_the_hard_ceiling_is_not_retrie
     page = login("operator").get(page_url).text
     assert 'id="retry-refused-by-guardrail"' not in page and 'id="retry-form"' in page
     assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
+
+
+@pytest.mark.django_db
+def test_a_failed_move_re_assessed_over_the_cumulative_ceiling_says_so_before_its_retry(
+    login, operator
+):
+    """18% of brand-search's 1,000.00 to generic-search (500.00), under a 40% cumulative
+    ceiling, approved, failed; 150.00 moved the same way since. Re-assessed as a retry runs
+    it, it takes generic-search +66.0% within the day, over that ceiling: the retry, a
+    person's approval, runs it all the same ("…, which its approval still covers"), but the
+    page offered Retry saying nothing of it. Now it says so beside Retry."""
+    saved(login("policy-owner"), reallocations(), cumulative_max_magnitude="40")
+    failed = failed_reallocation(operator, "180.00")
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    page = login("operator").get(page_url).text
+    assert 'id="retry-form"' in page and 'id="retry-over-cumulative"' not in page
+    executed_reallocation(operator, "150.00")  # brand-search 850.00, generic-search 650.00
+
+    page = login("operator").get(page_url).text
+    assert 'id="retry-form"' in page
+    [note] = re.findall(r'<p class="errornote" id="retry-over-cumulative">(.*?)</p>', page)
+    assert as_read(note) == (
+        "Re-assessed now, as a retry would run it, as the budget it draws on moved: With this "
+        "move of +27.7%, generic-search's daily budget would move +66.0% within 1 day, over "
+        "the 40.0% cumulative ceiling of policy “Budget reallocations”, counting the executed "
+        "moves. Retrying runs it anyway: a person's retry is their approval, which covers it "
+        "past that ceiling."
+    )
+    # As said: the retry runs it, on the figures re-assessed, and the ledger shows it.
+    assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == 830
+    failed.refresh_from_db()
+    assert any("which its approval still covers" in str(r) for r in failed.verdict_reasons)

@@ -1161,6 +1161,20 @@ def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal |
     with its figures as a retry's execution re-assesses them from the ledger now (nothing is
     saved); None for any other (one that sets a value whose target moved ends superseded at
     its retry; one whose campaign is gone, or that the ledger refuses, is said so apart)."""
+    assessed = _assessed_as_retried(proposal, campaigns)
+    if assessed is None:
+        return None
+    retried = copy.copy(proposal)
+    for field_name, value in assessed.proposal_fields().items():
+        setattr(retried, field_name, value)
+    return retried
+
+
+def _assessed_as_retried(
+    proposal: Proposal, campaigns: GuardrailCampaigns
+) -> AssessedAction | None:
+    """``_as_retried``'s assessment: the action as a retry's execution re-assesses it from
+    the ledger now; None where it would not be re-assessed (see there)."""
     if proposal.status != ProposalStatus.FAILED:
         return None
     action_type = action_types.named(proposal.action_type)
@@ -1180,7 +1194,7 @@ def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal |
     ):
         return None  # as it was assessed: its figures stand
     try:
-        assessed = assessed_from_ledger(
+        return assessed_from_ledger(
             action_type=action_type,
             account=proposal.account,
             payload=proposal.payload,
@@ -1188,10 +1202,31 @@ def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal |
         )
     except InvalidInput:
         return None  # the ledger refuses it as proposed: said as such (``LedgerAhead``)
-    retried = copy.copy(proposal)
-    for field_name, value in assessed.proposal_fields().items():
-        setattr(retried, field_name, value)
-    return retried
+
+
+def retry_over_cumulative_ceiling(proposal: Proposal) -> tuple[str, ...]:
+    """For a failed proposal a retry would re-assess (``_as_retried``: the budget an amount
+    it moves draws on moved since it was assessed), what its policy's cumulative ceiling
+    holds of it so, in the engine's words ("With this move of -21.2%, brand-search's daily
+    budget would move -33.0% within 1 day, over the 25.0% cumulative ceiling of policy …").
+    A retry is a person's approval, which covers it: its execution runs it all the same
+    (``executors.runner._reassessed``: "…, which its approval still covers"), so its page
+    says so before Retry. Nothing for any other, nor where its policy would now block it
+    (its retry is refused then: ``hard_ceilings_lowered_since``)."""
+    if proposal.status != ProposalStatus.FAILED:
+        return ()
+    assessed = _assessed_as_retried(proposal, guardrail_campaigns([proposal]))
+    if assessed is None:
+        return ()
+    verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
+    if verdict.outcome != VerdictOutcome.REVIEW or len(verdict.reasons) != len(verdict.held_by):
+        return ()
+    # A review's every reason is one hold's, in the same order.
+    return tuple(
+        reason
+        for reason, hold in zip(verdict.reasons, verdict.held_by, strict=True)
+        if hold.rule == "cumulative_ceiling"
+    )
 
 
 def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
