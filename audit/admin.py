@@ -56,7 +56,7 @@ from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
-from hitlproject.validation import one_line, with_lf_line_breaks
+from hitlproject.validation import name_shows_as_itself, one_line, with_lf_line_breaks
 from hitlproject.vocabulary import as_sentence
 
 logger = logging.getLogger(__name__)
@@ -1227,6 +1227,17 @@ class ChangeReasonForm(forms.ModelForm):
         data[self.add_prefix("seen_version")] = str(last.history_id)
         self.data = data
         return kept, conflicts
+
+
+class NamedRecordForm(ChangeReasonForm):
+    """The form of a record operators and auditors tell apart from others by its name, as
+    its label reads on other pages ("Routed by policy “Bid adjustments”", a route's group, a
+    campaign's account): a name that would show as another one does is refused."""
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        name_shows_as_itself(name)
+        return name
 
 
 def changed_since_said(opts, said: list[str], kept: list[str], conflicts: list[str]) -> str:

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import cached_property
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
@@ -225,6 +226,20 @@ def may_show_as_another(text: str) -> bool:
         if len(scripts & _LOOK_ALIKE_SCRIPTS) > 1:
             return True
     return False
+
+
+NAME_SHOWS_AS_ANOTHER = (
+    "This name would show as another name does: write it without invisible or blank "
+    "characters, spaces at either end or two together, or a word mixing Latin, Cyrillic or "
+    "Greek letters."
+)
+
+
+def name_shows_as_itself(name: str) -> None:
+    """A form's validator of a name people tell records apart by (a policy's, a route's, a
+    role's): one that may show as another name does (``may_show_as_another``) is refused."""
+    if may_show_as_another(name):
+        raise ValidationError(NAME_SHOWS_AS_ANOTHER, code="shows_as_another")
 
 
 class ShownTextField(serializers.CharField):

@@ -49,6 +49,7 @@ from audit.admin import (
     ChosenByIdField,
     ConsoleChangeList,
     ConsoleHistoryValues,
+    NamedRecordForm,
     change_reason_field,
     console_act_logged,
     is_history_page,
@@ -62,7 +63,7 @@ from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.formats import console_time
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.validation import id_asked, may_show_as_another
+from hitlproject.validation import id_asked
 from hitlproject.vocabulary import (
     AFTER_AN_UNSURE_ATTEMPT,
     AT_NEXT_ATTEMPT,
@@ -583,7 +584,7 @@ def decided_instead_listed(policy: Policy, deciding: list[DecidesInstead]) -> st
     return format_html("Live, but not everywhere in its scope; deciding instead: {}", shown)
 
 
-class PolicyForm(ChangeReasonForm):
+class PolicyForm(NamedRecordForm):
     action_type = forms.ChoiceField(
         choices=lambda: [(name, action_types.label(name)) for name in action_types.names()]
     )
@@ -629,19 +630,6 @@ class PolicyForm(ChangeReasonForm):
             if name in self.initial:
                 shown_in = "ratio" if name in PERCENT_FIELDS else unit
                 self.initial[name] = as_typed(self.initial[name], shown_in)
-
-    def clean_name(self) -> str:
-        """Operators and auditors tell policies apart by name ("Routed by policy “Bid
-        adjustments”"): one named as it would show as another's is refused."""
-        name = self.cleaned_data["name"]
-        if may_show_as_another(name):
-            raise forms.ValidationError(
-                "This name would show as another name does: write it without invisible or "
-                "blank characters, spaces at either end or two together, or a word mixing "
-                "Latin, Cyrillic or Greek letters.",
-                code="shows_as_another",
-            )
-        return name
 
     def clean_change_reason(self) -> str:
         reason = self.cleaned_data["change_reason"]
