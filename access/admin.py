@@ -10,7 +10,13 @@ from django.utils.html import format_html, format_html_join
 
 from access.models import SecondFactorRequirement
 from access.selectors import Membership, memberships
-from audit.admin import AuditedHistoryAdmin, ChangeReasonAdmin, ChangeReasonForm, is_history_page
+from audit.admin import (
+    AuditedHistoryAdmin,
+    ChangeReasonAdmin,
+    ChangeReasonForm,
+    NamedRecordForm,
+    is_history_page,
+)
 from audit.models import history_model_permissions
 from hitlproject.formats import console_time
 from hitlproject.vocabulary import how_many
@@ -157,7 +163,7 @@ class RoleAdmin(
     """Groups, the console's roles: their permissions, their history, each change saying why,
     and who is in each, since when and given by whom."""
 
-    form = ChangeReasonForm
+    form = NamedRecordForm  # a role's name is how a route says whom it tells
     # Named, as ``ChangeReasonAdmin`` needs: its read-only history page would otherwise ask
     # the form for them, and the form its read-only fields, round and round.
     fields = ["name", "permissions", "members"]

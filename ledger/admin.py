@@ -3,8 +3,8 @@ from django.contrib import admin
 from audit.admin import (
     AuditedHistoryAdmin,
     ChangeReasonAdmin,
-    ChangeReasonForm,
     ConsoleHistoryValues,
+    NamedRecordForm,
 )
 from hitlproject.vocabulary import NOT_SET
 from ledger.models import MONEY_FIELDS, Account, Campaign, Creative
@@ -46,7 +46,8 @@ class LedgerHistoryValues(ConsoleHistoryValues):
 
 @admin.register(Account)
 class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
-    form = ChangeReasonForm  # a cap set or lifted says why, in its history
+    # A cap set or lifted says why, in its history; a new account's name reads as itself.
+    form = NamedRecordForm
     history_values = LedgerHistoryValues
     empty_value_display = NOT_SET
     guardrail_fields = ["max_total_daily_budget"]
@@ -73,7 +74,9 @@ class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
-    form = ChangeReasonForm  # a cap or a strategy lock set or lifted says why, in its history
+    # A cap or a strategy lock set or lifted says why, in its history; a new campaign's name
+    # reads as itself.
+    form = NamedRecordForm
     history_values = LedgerHistoryValues
     empty_value_display = NOT_SET
     guardrail_fields = ["max_daily_budget", "strategy_locked"]

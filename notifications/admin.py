@@ -38,8 +38,8 @@ from approvals.templatetags.console import attempt_left
 from audit.admin import (
     AuditedHistoryAdmin,
     ChangeReasonAdmin,
-    ChangeReasonForm,
     ConsoleHistoryValues,
+    NamedRecordForm,
     change_reason_field,
     console_act_logged,
     console_acts_logged,
@@ -190,7 +190,7 @@ class ReasonForm(forms.Form):
     change_reason = change_reason_field("each route's history")
 
 
-class RouteForm(ChangeReasonForm):
+class RouteForm(NamedRecordForm):
     action_type = forms.ChoiceField(
         choices=lambda: [
             ("", "Every action type"),

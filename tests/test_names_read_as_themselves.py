@@ -1,22 +1,28 @@
-"""A policy's name is how operators and auditors tell which policy routed a proposal ("Routed
-by policy “Bid adjustments”"): a name that would show as another one's is refused."""
+"""A name is how operators and auditors tell one record from another: which policy routed a
+proposal ("Routed by policy “Bid adjustments”"), which route told whom, which role a route
+tells, which account and campaign a proposal is on. A name that would show as another one's
+is refused; a name written in another script is a name like any other."""
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
 from django.urls import reverse
 
+from ledger.models import Account, Campaign
+from notifications.models import Route
 from policies.models import Policy
 from tests.test_policy_ownership import form_data
 
+LOOK_ALIKES = [
+    "Bid adjustments\u200b",  # a zero-width space after the demo policy's name
+    "Bid adjustm\u0435nts",  # a Cyrillic "е"
+    "\u202estnemtsujda diB",  # reversed by a right-to-left override: reads "Bid adjustments"
+    "Bid  adjustments",
+]
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "Bid adjustments\u200b",  # a zero-width space after the demo policy's name
-        "Bid adjustm\u0435nts",  # a Cyrillic "е"
-        "\u202estnemtsujda diB",  # reversed by a right-to-left override: reads "Bid adjustments"
-        "Bid  adjustments",
-    ],
-)
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
 def test_a_policy_named_as_it_would_show_as_another_is_refused(login, demo_world, name):
     """A policy owner added a policy scoped to one agent, auto-executing its every bid
     move, named "Bid adjustments" and a zero-width space: the proposals it let run said
@@ -58,3 +64,78 @@ def test_a_policy_named_in_another_script_is_taken(login, demo_world):
 
     assert page.status_code == 302, page.text
     assert Policy.objects.filter(name="Ρυθμίσεις προσφορών").exists()
+
+
+def administrator() -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com"))
+    return client
+
+
+def route_values() -> dict:
+    return {
+        "is_active": "on",
+        "action_type": "budget_reallocation",
+        "groups": [Group.objects.get(name="operators").pk],
+        "users": [],
+        "delivery": "immediately",
+    }
+
+
+def account_values() -> dict:
+    return {"external_id": "shop-2", "channel": "google_ads", "currency": "EUR"}
+
+
+def campaign_values() -> dict:
+    return {
+        "account": Account.objects.get(external_id="demo").pk,
+        "external_id": "spring-2",
+        "daily_budget": "100",
+        "bid": "1.20",
+        "bidding_strategy": "manual_cpc",
+        "status": "active",
+    }
+
+
+# Where each kind of name is typed, by whom, and what else its form needs.
+NAMED_IN_CONSOLE = {
+    "route": ("admin:notifications_route_add", Route, "policy-owner", route_values),
+    "account": ("admin:ledger_account_add", Account, None, account_values),
+    "campaign": ("admin:ledger_campaign_add", Campaign, None, campaign_values),
+    "role": ("admin:auth_group_add", Group, None, lambda: {"permissions": []}),
+}
+
+
+def named_in_console(login, kind: str, name: str):
+    """The add page of ``kind`` posted with ``name`` typed in, by whom may add one."""
+    url_name, model, username, values = NAMED_IN_CONSOLE[kind]
+    client = login(username) if username else administrator()
+    url = reverse(url_name)
+    return client.post(url, form_data(client, url, name=name, **values())), model
+
+
+@pytest.mark.parametrize("kind", NAMED_IN_CONSOLE)
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_a_route_account_campaign_or_role_named_as_it_would_show_as_another_is_refused(
+    login, kind, name
+):
+    """A route named "Bid adjustments" and a zero-width space told the operators beside the
+    one they knew by that name; a role named "operators" with a Cyrillic "о" read, on a
+    route's page, as the operators. Refused, saying why; nothing saved."""
+    model = NAMED_IN_CONSOLE[kind][1]
+    before = model.objects.count()
+
+    page, _ = named_in_console(login, kind, name)
+
+    assert page.status_code == 200  # the form again, saying why
+    assert "would show as another name" in page.text
+    assert model.objects.count() == before
+
+
+@pytest.mark.parametrize("kind", NAMED_IN_CONSOLE)
+@pytest.mark.parametrize("name", ["Ρυθμίσεις προσφορών", "コンバージョン"])
+def test_a_route_account_campaign_or_role_named_in_another_script_is_taken(login, kind, name):
+    page, model = named_in_console(login, kind, name)
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert model.objects.filter(name=name).exists()
