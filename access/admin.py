@@ -19,6 +19,7 @@ from audit.admin import (
 )
 from audit.models import history_model_permissions
 from hitlproject.formats import console_time
+from hitlproject.validation import name_shows_as_itself
 from hitlproject.vocabulary import how_many
 
 
@@ -86,11 +87,22 @@ class WithoutHistoryPermissions:
         return formfield
 
 
-class PersonChangeForm(ChangeReasonForm, UserChangeForm):
+class PersonForm(ChangeReasonForm):
+    """A person's username is how every record names them ("Approved by operator"): one
+    that would show as another's (Django takes any script's letters, so "operatоr" with a
+    Cyrillic "о") is refused, as a policy's or a role's name is."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "username" in self.fields:
+            self.fields["username"].validators.append(name_shows_as_itself)
+
+
+class PersonChangeForm(PersonForm, UserChangeForm):
     """A person changed in the console says why, as a policy or a route does."""
 
 
-class PersonCreationForm(ChangeReasonForm, AdminUserCreationForm):
+class PersonCreationForm(PersonForm, AdminUserCreationForm):
     """A person added in the console says why."""
 
 

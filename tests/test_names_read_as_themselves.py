@@ -139,3 +139,43 @@ def test_a_route_account_campaign_or_role_named_in_another_script_is_taken(login
 
     assert page.status_code == 302, page.context["adminform"].form.errors
     assert model.objects.filter(name=name).exists()
+
+
+# Django's own check takes any script's letters, and refuses an invisible character already.
+@pytest.mark.parametrize("username", ["operat\u043er", "\u03bfperator"])  # Cyrillic, Greek "о"
+def test_a_person_named_as_they_would_show_as_another_is_refused(demo_world, username):
+    """Records name a person by username ("Approved by operator"): one added as "operatоr",
+    with a Cyrillic "о", approved as the operator to every reader of the history."""
+    client = administrator()
+    url = reverse("admin:auth_user_add")
+    before = get_user_model().objects.count()
+
+    page = client.post(url, person_values(client, url, username))
+
+    assert page.status_code == 200  # the form again, saying why
+    assert "would show as another name" in page.text
+    assert get_user_model().objects.count() == before
+
+
+def test_a_person_named_in_another_script_is_taken(demo_world):
+    client = administrator()
+    url = reverse("admin:auth_user_add")
+
+    page = client.post(url, person_values(client, url, "σοφία"))
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert get_user_model().objects.filter(username="σοφία").exists()
+
+
+def person_values(client: Client, url: str, username: str) -> dict:
+    password = "correct horse battery staple 7"
+    return form_data(
+        client,
+        url,
+        username=username,
+        usable_password="true",
+        password1=password,
+        password2=password,
+        groups=[],
+        user_permissions=[],
+    )
