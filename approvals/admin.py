@@ -1128,10 +1128,13 @@ def _bulk_logged(
     return [(proposal, f"{said}, in bulk") for proposal, said in acts]
 
 
-def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
-    """What a bulk decision did, counted by what will happen: what will execute, what waits
-    for a further approval, what ended superseded, what was held back and what was refused,
-    each with why."""
+def _bulk_result(
+    verb: str, decided: Decided, paused_each: dict[int, list[str]] | None = None
+) -> list[tuple[int, str]]:
+    """What a bulk decision did, counted by what will happen: what will execute (and, of
+    those on campaigns paused now, by ``paused_each``, that it runs there all the same, left
+    paused, as a single approval's message says), what waits for a further approval, what
+    ended superseded, what was held back and what was refused, each with why."""
     said = []
     if verb == "reject":
         if decided.proposals:
@@ -1151,6 +1154,19 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
                     f"executed: {_listed(decided.approved)}.",
                 )
             )
+            on_paused: dict[tuple[str, ...], list[Proposal]] = {}
+            for proposal in decided.approved:
+                paused = tuple((paused_each or {}).get(proposal.pk, ()))
+                if paused:
+                    on_paused.setdefault(paused, []).append(proposal)
+            for paused, proposals in on_paused.items():
+                said.append(
+                    (
+                        messages.INFO,
+                        f"Proposal{'s' if len(proposals) > 1 else ''} {_listed(proposals)}: "
+                        f"{paused_ran_said(paused)}",
+                    )
+                )
         if decided.awaiting:
             said.append(
                 (
@@ -2542,7 +2558,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 **form.cleaned_data,
             )
             console_acts_logged(request, _bulk_logged(verb, decided, **form.cleaned_data))
-            for level, message in _bulk_result(verb, decided):
+            paused_each = {pk: now.paused for pk, now in campaigns_now.items()}
+            for level, message in _bulk_result(verb, decided, paused_each):
                 messages.add_message(request, level, message)
             return None
         if not_from_its_page:

@@ -23,7 +23,13 @@ from ledger.models import Campaign
 from notifications.messages import proposal_messages
 from notifications.models import NotificationKind
 from notifications.slack import message_blocks
-from tests.conftest import bid_adjustment, creative, creative_batch, decided_from_page
+from tests.conftest import (
+    bid_adjustment,
+    confirmed_from_page,
+    creative,
+    creative_batch,
+    decided_from_page,
+)
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
 
@@ -273,3 +279,41 @@ def test_the_bulk_confirmation_says_what_approving_does_on_a_campaign_paused_sin
         r'<p class="errornote bulk-campaigns-not-active">(.*?)</p>', page.content.decode(), re.S
     )
     assert len(found) == 1 and RUNS not in found[0], found
+
+
+@pytest.mark.django_db
+def test_approving_in_bulk_on_a_campaign_paused_since_says_after_that_it_stays_paused(
+    operator, login
+):
+    """Approved from its page, the message after said the campaign stays paused; approved in
+    bulk, from a confirmation that said so beside it, the message after said "2 proposals
+    approved and sent to be executed: #…, #…." alone, as of active campaigns."""
+    on_paused = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    on_active = evaluated(bid_adjustment("2.40"))
+    pause("generic-search", operator)
+
+    answer = confirmed_from_page(
+        login("operator"),
+        reverse("admin:approvals_proposal_changelist"),
+        {
+            "action": "approve_selected",
+            "_selected_action": [on_paused.pk, on_active.pk],
+            "confirm": "yes",
+        },
+        follow=True,
+    )
+
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        f"2 proposals approved and sent to be executed: #{on_paused.pk}, #{on_active.pk}.",
+        f"Proposal #{on_paused.pk}: Campaign generic-search is paused: the change is made there "
+        "all the same, and it stays paused.",
+    ]
+    assert proposal_execute(proposal_id=on_paused.pk).status == "executed"
+    campaign = Campaign.objects.get(external_id="generic-search")
+    assert (campaign.status, str(campaign.daily_budget)) == ("paused", "900.00")
