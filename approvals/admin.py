@@ -1560,19 +1560,33 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="failed at")
     def failed_before_retry_at(self, proposal: Proposal) -> str | None:
-        return _time_or_none(_run_times(proposal).failed_before_retry)
+        # Retried more than once, each failure a retry followed, in order, as the retries
+        # beside it are ("… (attempt 1), then … (attempt 2)"): the last one's time alone read,
+        # just before "… by operator", as if that was the failure operator retried.
+        failures = [retry.failed for retry in self._retries_shown(proposal) if retry.failed]
+        if len(failures) < 2:
+            return _time_or_none(_run_times(proposal).failed_before_retry)
+        return ", then ".join(
+            f"{console_time(failure.finished_at)} (attempt {failure.attempt})"
+            for failure in failures
+        )
+
+    @staticmethod
+    def _retries_shown(proposal: Proposal) -> list:
+        """Its retries up to the version shown (``version_recorded_at``), in order."""
+        as_of = version_recorded_at(proposal)
+        return [
+            retry
+            for retry in retries_of([proposal]).get(proposal.pk, [])
+            if as_of is None or retry.at <= as_of
+        ]
 
     @admin.display(description=f"{SENT_TO_RUN_AGAIN} at")
     def sent_to_run_again_at(self, proposal: Proposal) -> str | None:
         # A retry is its person's approval to run it, and the decisions below name only who
         # approved it first: each retry up to this version, in order, says who sent it
         # ("… by operator, then … by operator2"), not the last one's time alone.
-        as_of = version_recorded_at(proposal)
-        retries = [
-            retry
-            for retry in retries_of([proposal]).get(proposal.pk, [])
-            if as_of is None or retry.at <= as_of
-        ]
+        retries = self._retries_shown(proposal)
         if not retries:
             return _time_or_none(_run_times(proposal).retried)
         return ", then ".join(f"{console_time(retry.at)} by {retry.by}" for retry in retries)

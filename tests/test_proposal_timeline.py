@@ -404,10 +404,13 @@ def test_a_proposal_retried_twice_by_two_people_names_each_retry_and_who_sent_it
     """A person's retry is their approval to run it, and the page's decisions name only who
     approved it first: its timeline says who sent it to run again, each time, in order, not
     the last retry's time alone with nobody named (the run that executed was operator2's
-    word, not the approver's)."""
+    word, not the approver's). Each failure it was retried after is said too, in order: the
+    timeline said "Failed at" the second one's time alone, just before "… by operator", as
+    if operator had retried that one and the first failure never happened."""
     colleague = get_user_model().objects.create_user("operator2", is_staff=True)
     colleague.groups.set(operator.groups.all())
     raise_ = failed(a_raise())
+    first_failure = raise_.executions.get()
     proposal_retry(proposal_id=raise_.pk, reviewer=operator)
     raise_ = failed(raise_)
     second_failure = raise_.executions.order_by("attempt").last()
@@ -426,7 +429,11 @@ def test_a_proposal_retried_twice_by_two_people_names_each_retry_and_who_sent_it
 
     assert rows[2:] == [
         ("Decided at", at(raise_.decided_at)),
-        ("Failed at", at(second_failure.finished_at)),
+        (
+            "Failed at",
+            f"{at(first_failure.finished_at)} (attempt 1), then "
+            f"{at(second_failure.finished_at)} (attempt 2)",
+        ),
         (
             "Sent to run again at",
             f"{at(first_retry_at)} by operator, then {at(raise_.approved_at)} by operator2",
