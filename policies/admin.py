@@ -2520,6 +2520,12 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))
         super().save_model(request, obj, form, change)
+        if not change and getattr(request, "saved_said", None):
+            # Said before the save, an added switch had no number yet: one engaged beside
+            # another on its scope read "Kill switch on account demo engaged" as if alone,
+            # where the message before it and the list name it "(#2)". An addition has
+            # nothing before it to read from the form, so it is said again, saved.
+            request.saved_said = self.saved_said(obj, form, change)
         # Held back by the save itself, in its transaction, whatever saved it
         # (``policies.receivers``): this message, the proposals' pages, the API and the
         # dashboard say the same thing from the moment it is saved.

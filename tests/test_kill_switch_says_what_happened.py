@@ -159,3 +159,20 @@ def test_a_move_email_with_nothing_sent_since_the_move_says_since_the_move(demo_
     assert (
         "The 1 proposal it has sent to a person, before it was moved to account demo"
     ) in said, said
+
+
+def test_a_second_switch_engaged_on_one_scope_is_named_apart_in_the_messages_of_its_save(
+    login,
+):
+    """Engaging a second switch on account demo, the messages after its save read "Kill
+    switch on account demo (#2) holds nothing back: …" and then "Kill switch on account demo
+    engaged: …", the latter as if it were the first, now "(#1)" in the list beside it."""
+    first = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Budget audit."
+    )
+
+    said = engaged_in_the_console(login("policy-owner"))
+
+    second = KillSwitch.objects.exclude(pk=first.pk).get()
+    assert said[-1] == f"Kill switch on account demo (#{second.pk}) engaged: {OUTAGE}", said
+    assert all("account demo (#" in message for message in said), said
