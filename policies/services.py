@@ -464,12 +464,15 @@ def kill_switches_named_apart(switches: QuerySet[KillSwitch]) -> QuerySet[KillSw
     """``switches``, engaged or not, each read with whether another engaged switch covers its
     very scope (``KillSwitch.named_apart``), in the statement that reads them: a list of them
     names each with no query more."""
-    other = KillSwitch.objects.filter(
-        engaged=True,
-        scope=OuterRef("scope"),
-        account_id=OuterRef("account_id"),
-        channel=OuterRef("channel"),
-    ).exclude(pk=OuterRef("pk"))
+    # A switch on everything or on a channel has no account, and SQL's NULL equals nothing:
+    # of one scope, those with none are on the same (the model's constraint).
+    other = (
+        KillSwitch.objects.filter(
+            engaged=True, scope=OuterRef("scope"), channel=OuterRef("channel")
+        )
+        .filter(Q(account_id=OuterRef("account_id")) | Q(account__isnull=True))
+        .exclude(pk=OuterRef("pk"))
+    )
     return switches.annotate(**{NAMED_APART: Exists(other)})
 
 

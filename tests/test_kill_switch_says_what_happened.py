@@ -176,3 +176,22 @@ def test_a_second_switch_engaged_on_one_scope_is_named_apart_in_the_messages_of_
     second = KillSwitch.objects.exclude(pk=first.pk).get()
     assert said[-1] == f"Kill switch on account demo (#{second.pk}) engaged: {OUTAGE}", said
     assert all("account demo (#" in message for message in said), said
+
+
+def test_two_switches_on_one_channel_or_on_everything_are_named_apart_in_the_console_list(login):
+    """Two engaged on channel Google Ads, or two on everything, have no account: the console's
+    list compared their accounts as SQL does (NULL equals nothing), so it named each by its
+    scope alone, "Kill switch on channel Google Ads (engaged)" twice, while its own page, its
+    messages and findings named each with its number."""
+    switches = [
+        KillSwitch.objects.create(scope="channel", channel="google_ads", reason=OUTAGE),
+        KillSwitch.objects.create(scope="channel", channel="google_ads", reason="Audit."),
+        KillSwitch.objects.create(scope="global", reason=OUTAGE),
+        KillSwitch.objects.create(scope="global", reason="Audit."),
+    ]
+
+    listed = page_text(login("policy-owner").get(reverse("admin:policies_killswitch_changelist")))
+
+    for switch in switches:
+        assert f"(#{switch.pk}) (engaged)" in str(switch)
+        assert str(switch) in listed, listed
