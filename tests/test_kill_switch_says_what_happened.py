@@ -23,9 +23,9 @@ from notifications.models import NotificationKind
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
+from tests.test_kill_switch_holds_execution import OUTAGE, engaged_in_the_console
 from tests.test_kill_switch_told import deliver_due
 
-OUTAGE = "Tracking outage: nothing runs unseen."
 AFTER_UNSURE = "after an attempt sent to the channel got no sure answer"
 
 
@@ -38,22 +38,6 @@ def page_text(page) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
 
 
-def engaged_in_the_console(owner) -> list[str]:
-    saved = owner.post(
-        "/admin/policies/killswitch/add/",
-        {
-            "scope": "account",
-            "account": Account.objects.get(external_id="demo").pk,
-            "engaged": "on",
-            "reason": OUTAGE,
-            "change_reason": "Incident 9.",
-        },
-        follow=True,
-    )
-    assert saved.status_code == 200
-    return as_read(saved.context["messages"])
-
-
 def test_the_save_counts_apart_those_held_after_an_unsure_attempt(channel, login):
     """One bid between two attempts (attempt 1 answered 503: it may have run) and one
     approved and queued: the save said of both "to approve again before it runs"."""
@@ -64,7 +48,7 @@ def test_the_save_counts_apart_those_held_after_an_unsure_attempt(channel, login
     queued = evaluated(bid_adjustment("0.84", campaign="display-retarget"))
     assert queued.status == ProposalStatus.APPROVED
 
-    said = engaged_in_the_console(login("policy-owner"))
+    said = as_read(engaged_in_the_console(login("policy-owner")))
 
     assert any(
         message.startswith(
