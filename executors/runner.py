@@ -216,8 +216,9 @@ def _reassessed(
 
 def _unsure_before(proposal: Proposal) -> list[tuple[int, str]]:
     """The attempts sent before that got no sure answer (``_unsure_answers``), of the round a
-    re-assessment interrupts, or of the held round a person's approval resumes, as a kill
-    switch's hold names them (``_held_back``): re-routed then, it may have run."""
+    kill switch's hold or a re-assessment interrupts, or of the held round a person's
+    approval resumes: sent back to a person then (``_held_back``, re-routed), it may have
+    run."""
     current = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
     sent = current or _held_round(proposal)
     return _unsure_answers(proposal, sent) if sent else []
@@ -494,10 +495,7 @@ def _held_back_changes(
 def _held_back(proposal: Proposal, holding: Sequence[KillSwitch], actor: Actor) -> Proposal:
     """The proposal sent back to a person because the kill switches ``holding`` hold it
     (``_kill_switch_hold``), their findings its reason."""
-    sent = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
-    sent = sent or _held_round(proposal)
-    unsure = _unsure_answers(proposal, sent) if sent else []
-    reason, changes = _held_back_changes(proposal, holding, unsure)
+    reason, changes = _held_back_changes(proposal, holding, _unsure_before(proposal))
     return _sent_back(proposal, actor, reason, changes)
 
 
