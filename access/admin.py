@@ -146,8 +146,10 @@ class PersonAdmin(
     # said so as "would require deleting the following protected related objects", listing
     # every decision and message; the page says what is so, from counts, and what to do.
     def delete_view(self, request, object_id, extra_context=None):
+        # Shown only where something keeps them (the page's "protected" part, from
+        # ``get_deleted_objects``): not asked of the records here again.
         person = self.get_object(request, unquote(object_id))
-        if person is not None and records_naming(person):
+        if person is not None:
             extra_context = {
                 **(extra_context or {}),
                 "protected_said": format_html(
