@@ -1620,6 +1620,8 @@ def campaigns_now_each(proposals: Sequence[Proposal]) -> dict[int, CampaignsNow]
             },
         )
     }
+    # How each campaign came to its status, read once for every proposal on it.
+    became: dict[int, tuple[str, datetime] | None] = {}
     for proposal in running:
         paused[proposal.pk] = []
         for external_id in named[proposal.pk]:
@@ -1631,7 +1633,9 @@ def campaigns_now_each(proposals: Sequence[Proposal]) -> dict[int, CampaignsNow]
                 )
             elif campaign.status != CampaignStatus.ACTIVE:
                 status = campaign.get_status_display().lower()
-                how = _status_since(campaign, proposal)
+                if campaign.pk not in became:
+                    became[campaign.pk] = _status_became(campaign)
+                how = _status_since(became[campaign.pk], proposal)
                 said[proposal.pk].append(
                     f"campaign {external_id} is {status} now{f' ({how})' if how else ''}"
                 )
@@ -1697,19 +1701,19 @@ def paused_ran_said(paused: Sequence[str]) -> str:
 STATUS_SINCE_READ = 200
 
 
-def _status_since(campaign: Campaign, proposal: Proposal) -> str:
-    """How a campaign came to its status, as its history recorded it: the proposal whose
-    execution set it (and when it executed), or who set it, and when; "" where its history
-    holds no record of the change (it was made so)."""
+def _status_became(campaign: Campaign) -> tuple[str, datetime] | None:
+    """How a campaign came to its status, as its history recorded it, and when: the proposal
+    whose execution set it (and when it executed), or who set it, and when; None where its
+    history holds no record of the change (it was made so)."""
     records = list(
         Campaign.history.filter(id=campaign.pk).order_by("-history_id")[:STATUS_SINCE_READ]
     )
     kept = next((n for n, record in enumerate(records) if record.status != campaign.status), None)
     if kept is None and len(records) == STATUS_SINCE_READ:
-        return ""  # it became so further back than is read: not known here
+        return None  # it became so further back than is read: not known here
     became = records[:kept][-1] if records[:kept] else None
     if became is None or became.history_type == "+":
-        return ""
+        return None
     by_proposal = _BY_PROPOSAL.match(became.history_change_reason or "")
     by = (
         Proposal.objects.filter(pk=int(by_proposal.group(1))).only("executed_at").first()
@@ -1718,12 +1722,17 @@ def _status_since(campaign: Campaign, proposal: Proposal) -> str:
     )
     if by is not None:
         executed_at = by.executed_at or became.history_date
-        how = f"by proposal #{by.pk}, executed at {console_time(executed_at)}"
-    else:
-        how = f"by {changed_by(became)}, at {console_time(became.history_date)}"
-    if became.history_date > proposal.created_at:
-        how += ", after this one was proposed"
-    return how
+        return f"by proposal #{by.pk}, executed at {console_time(executed_at)}", became.history_date
+    return f"by {changed_by(became)}, at {console_time(became.history_date)}", became.history_date
+
+
+def _status_since(became: tuple[str, datetime] | None, proposal: Proposal) -> str:
+    """``_status_became`` of a campaign as ``proposal``'s page says it: "" where not known,
+    and whether it became so after the proposal was made."""
+    if became is None:
+        return ""
+    how, at = became
+    return f"{how}, after this one was proposed" if at > proposal.created_at else how
 
 
 def _flat(state: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:

@@ -140,9 +140,19 @@ def test_a_digest_reads_the_ledger_once_for_every_proposal_it_lists(operator):
         query["sql"] for query in read.captured_queries if 'FROM "ledger_campaign" ' in query["sql"]
     ]
     assert len(ledger_reads) == 1, ledger_reads
+    # Nor its history, for who paused it and when: once for the campaign, not once a proposal
+    # (a bulk confirmation of fifty on it read it fifty times, and the proposal that paused it).
+    history_reads = [
+        query["sql"]
+        for query in read.captured_queries
+        if 'FROM "ledger_historicalcampaign" ' in query["sql"]
+    ]
+    assert len(history_reads) == 1, history_reads
     assert all(
         message.campaigns_now
-        and message.campaigns_now[0].startswith("campaign generic-search is paused now")
+        and message.campaigns_now[0].startswith(
+            "campaign generic-search is paused now (by proposal"
+        )
         for message in messages
     )
 
