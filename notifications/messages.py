@@ -661,4 +661,7 @@ def addressed_to_one_who_may_not_decide(message: ProposalMessage, why: str) -> P
         HEADLINES[NotificationKind.WAITING]: WAITS_NOT_FOR_YOU,
         HEADLINES[NotificationKind.ESCALATION]: OVERDUE_NOT_FOR_YOU,
     }.get(message.headline, message.headline)
-    return replace(message, headline=headline, not_yours=why)
+    # What approving does on a paused campaign is said to one who may approve it; a
+    # failure's, of its retry, stays: a failure is no one's to decide from a message.
+    paused = message.paused_still_runs if message.failure is not None else ""
+    return replace(message, headline=headline, not_yours=why, paused_still_runs=paused)

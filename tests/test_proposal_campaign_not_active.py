@@ -20,7 +20,7 @@ from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from hitlproject.formats import console_time
 from ledger.models import Campaign
-from notifications.messages import proposal_messages
+from notifications.messages import addressed_to_one_who_may_not_decide, proposal_messages
 from notifications.models import NotificationKind
 from notifications.slack import message_blocks
 from tests.conftest import (
@@ -327,3 +327,28 @@ def test_approving_in_bulk_on_a_campaign_paused_since_says_after_that_it_stays_p
     assert proposal_execute(proposal_id=on_paused.pk).status == "executed"
     campaign = Campaign.objects.get(external_id="generic-search")
     assert (campaign.status, str(campaign.daily_budget)) == ("paused", "900.00")
+
+
+def test_a_message_to_one_who_may_not_decide_it_says_the_pause_not_what_approving_does(
+    operator,
+):
+    """An auditor told of a proposal on a campaign paused since read "Approving it still
+    makes the change on generic-search …" beside "auditor may not decide on budget change
+    proposals", as if approving it were theirs to weigh: they read the pause alone."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    pause("generic-search", operator)
+    raise_.refresh_from_db()
+    [message] = proposal_messages([(raise_, NotificationKind.WAITING)], now=timezone.now())
+    assert RUNS in message.campaigns_now_text
+
+    told = addressed_to_one_who_may_not_decide(message, "auditor may not decide on it.")
+
+    assert told.campaigns_now_text.startswith("Campaign generic-search is paused now (by ")
+    assert RUNS not in told.campaigns_now_text
+    slack = shown_text(message_blocks(told, may_decide=False))
+    assert "Campaign generic-search is paused now" in slack and RUNS not in slack, slack
