@@ -90,12 +90,14 @@ class WithoutHistoryPermissions:
 class PersonForm(ChangeReasonForm):
     """A person's username is how every record names them ("Approved by operator"): one
     that would show as another's (Django takes any script's letters, so "operatоr" with a
-    Cyrillic "о") is refused, as a policy's or a role's name is."""
+    Cyrillic "о") is refused when it is given or changed, as a policy's or a role's name is."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if "username" in self.fields:
-            self.fields["username"].validators.append(name_shows_as_itself)
+    def clean_username(self) -> str:
+        own = getattr(super(), "clean_username", None)  # a new person's: not taken already
+        username = own() if own else self.cleaned_data["username"]
+        if "username" in self.changed_data:
+            name_shows_as_itself(username)
+        return username
 
 
 class PersonChangeForm(PersonForm, UserChangeForm):

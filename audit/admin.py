@@ -1232,11 +1232,14 @@ class ChangeReasonForm(forms.ModelForm):
 class NamedRecordForm(ChangeReasonForm):
     """The form of a record operators and auditors tell apart from others by its name, as
     its label reads on other pages ("Routed by policy “Bid adjustments”", a route's group, a
-    campaign's account): a name that would show as another one does is refused."""
+    campaign's account): a name that would show as another one does is refused, when it is
+    given or changed (one saved before the check keeps its record's other settings open to
+    change)."""
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
-        name_shows_as_itself(name)
+        if "name" in self.changed_data:
+            name_shows_as_itself(name)
         return name
 
 

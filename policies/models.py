@@ -402,8 +402,8 @@ class KillSwitch(models.Model):
 
     def named_apart(self) -> bool:
         """Whether another switch engaged now covers the very same scope: asked of the
-        database, unless set beforehand for switches read together (``policies.services.
-        kill_switches_told_apart``)."""
+        database, unless set beforehand for switches read together (``policies.services``'
+        ``kill_switches_told_apart``, ``kill_switches_named_apart``)."""
         apart = getattr(self, NAMED_APART, None)
         if apart is None:
             apart = (

@@ -3,6 +3,8 @@ proposal ("Routed by policy “Bid adjustments”"), which route told whom, whic
 tells, which account and campaign a proposal is on. A name that would show as another one's
 is refused; a name written in another script is a name like any other."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -64,6 +66,26 @@ def test_a_policy_named_in_another_script_is_taken(login, demo_world):
 
     assert page.status_code == 302, page.text
     assert Policy.objects.filter(name="Ρυθμίσεις προσφορών").exists()
+
+
+def test_a_policy_named_so_before_the_check_still_has_its_other_settings_changed(login, demo_world):
+    """A policy whose name was saved before the check (two spaces) could not have its
+    ceiling changed until someone renamed it: every save was refused for the name. Its
+    name unchanged, the save goes through; renamed to another look-alike, it is refused."""
+    policy = Policy.objects.get(name="Bid adjustments")
+    policy.name = "Bid  adjustments"
+    policy.save()
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+
+    page = client.post(url, form_data(client, url, auto_execute_max_magnitude="5"))  # per cent
+
+    assert page.status_code == 302, page.text
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.05")
+    page = client.post(url, form_data(client, url, name="Bid adjustments\u200b"))
+    assert "would show as another name" in page.text
+    assert Policy.objects.get(pk=policy.pk).name == "Bid  adjustments"
 
 
 def administrator() -> Client:
