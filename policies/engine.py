@@ -87,7 +87,7 @@ The queue's one order (riskiest, then oldest, ``proposal_queue_idx``) needs no s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -568,46 +568,39 @@ def _pushes(facts: Facts, target: str) -> int:
     return (numerator > denominator) - (numerator < denominator)
 
 
-def _cumulative_over(facts: Facts, window: timedelta, ceiling: _Ratio) -> list[tuple[str, _Ratio]]:
-    """The targets whose cumulative ceiling holds this move, each with the compounded factor
-    that is over it: a raise where its highest bound (``_bounds``) is over the ceiling above
-    (highest - 1 > ceiling), a cut where its lowest is over the ceiling below (1 - lowest >
-    ceiling). Only the way the move pushes: a cut where earlier raises are over the ceiling
-    above, or a raise where earlier cuts are below the one below, brings the figure back
-    towards where it was and is not held for it (``_cumulative_eased``)."""
-    over = []
+def _past_ceiling(
+    facts: Facts, window: timedelta, ceiling: _Ratio, *, pushed: bool
+) -> Iterator[tuple[str, int, _Ratio]]:
+    """The targets this move pushes whose compounded factor over the window (``_bounds``) is
+    past the ceiling, each with the way it pushes (``_pushes``) and that factor. ``pushed``:
+    on the side the move pushes it, which holds the move (a raise whose highest bound is over
+    the ceiling above, highest - 1 > ceiling; a cut whose lowest is over the ceiling below,
+    1 - lowest > ceiling). Else on the other side: a cut where earlier raises are over the
+    ceiling above, or a raise where earlier cuts are below the one below, brings the figure
+    back towards where it was and is not held for it (``_cumulative_eased``)."""
     for target, (highest, lowest) in _bounds(facts, window).items():
         way = _pushes(facts, target)
-        moved = highest if way > 0 else lowest
-        # Over the ceiling, on the side the move pushes it (a raise whose highest bound is
-        # still below where it was is over the ceiling below, which it eases).
-        if (
-            way
-            and (moved[0] > moved[1]) == (way > 0)
-            and abs(moved[0] - moved[1]) * ceiling[1] > ceiling[0] * moved[1]
-        ):
-            over.append((target, moved))
-    return over
+        if not way:
+            continue
+        above = (way > 0) == pushed
+        moved = highest if above else lowest
+        past = abs(moved[0] - moved[1]) * ceiling[1] > ceiling[0] * moved[1]
+        if (moved[0] > moved[1]) == above and past:
+            yield target, way, moved
 
 
 def _cumulative_eased(facts: Facts, rule: Rule, figures: _Figures) -> list[str]:
     """For a move the cumulative ceiling lets through though its target is over it (earlier
-    moves the other way took it there; see ``_cumulative_over``), what an operator and an
+    moves the other way took it there; see ``_past_ceiling``), what an operator and an
     auditor read of it: the figure over the window before and with it, and that the ceiling
     holds only a move that takes it further."""
     cumulative = figures.cumulative_max_magnitude
     if cumulative is None:
         return []
     notes = []
-    for target, (highest, lowest) in _bounds(facts, rule.cumulative_window).items():
-        way = _pushes(facts, target)
-        moved = lowest if way > 0 else highest
-        if (
-            not way
-            or (moved[0] > moved[1]) == (way > 0)
-            or abs(moved[0] - moved[1]) * cumulative[1] <= cumulative[0] * moved[1]
-        ):
-            continue
+    for target, way, moved in _past_ceiling(
+        facts, rule.cumulative_window, cumulative, pushed=False
+    ):
         own = _ratio(facts.effects[target])
         before = (moved[0] * own[1], moved[1] * own[0])  # the bound without this move
         window = _said(rule, window_text, "cumulative_window")
@@ -979,8 +972,8 @@ def _reviews(
         )
     cumulative = figures.cumulative_max_magnitude
     if cumulative is not None:
-        for target, (numerator, denominator) in _cumulative_over(
-            facts, rule.cumulative_window, cumulative
+        for target, _, (numerator, denominator) in _past_ceiling(
+            facts, rule.cumulative_window, cumulative, pushed=True
         ):
             window = _said(rule, window_text, "cumulative_window")
             moved = (numerator - denominator, denominator)
