@@ -1,6 +1,5 @@
 """Reads of proposals, owning their joins."""
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -58,7 +57,7 @@ from approvals.services.proposals import (
     held_back_by,
 )
 from audit.actors import changed_by
-from hitlproject.diffs import payload_diff, word_runs
+from hitlproject.diffs import payload_diff, value_said, word_runs
 from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
@@ -630,16 +629,12 @@ def _natural(path: str) -> list[str | int]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
 def _runs(change: dict[str, Any]) -> list[tuple[str, str]]:
     before, after = change.get("from"), change.get("to")
     if "words" in change:  # text: the words changed, among those kept
         return word_runs(before, after)
     return [
-        (kind, _shown(value))
+        (kind, value_said(value))
         for kind, value in (("removed", before), ("added", after))
         if value is not None
     ]

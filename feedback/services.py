@@ -1,6 +1,5 @@
 """Every decision yields feedback the agent can pull."""
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from feedback.models import (
     Outcome,
     OutcomeEffect,
 )
-from hitlproject.diffs import payload_diff
+from hitlproject.diffs import payload_diff, value_said
 from hitlproject.errors import Conflict, DomainError, NotFound
 from hitlproject.vocabulary import AFTER_AN_UNSURE_ATTEMPT, SENT_TO_RUN_AGAIN, note_checked
 from hitlproject.wakeups import feedback_topic, wake_after_commit
@@ -292,15 +291,9 @@ def edits_told(proposals: Sequence[Proposal]) -> dict[int, EditTold]:
 def _changes_said(diff: Mapping[str, Mapping[str, Any]]) -> str:
     """A diff in words, field by field: "new_bid: 2.60 → 2.40; amount: 280.00 → 200.00"."""
     return "; ".join(
-        f"{path}: {_value_said(change.get('from'))} → {_value_said(change.get('to'))}"
+        f"{path}: {value_said(change.get('from'))} → {value_said(change.get('to'))}"
         for path, change in diff.items()
     )
-
-
-def _value_said(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:

@@ -5,6 +5,7 @@ agent of it (``feedback``) both say it."""
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,15 @@ def word_runs(before: str, after: str) -> list[tuple[str, str]]:
             continue
         runs += [(kind, words) for kind, words in (("removed", old), ("added", new)) if words]
     return runs
+
+
+def value_said(value: Any) -> str:
+    """One side of a field's change (``payload_diff``'s ``from`` or ``to``) as a person reads
+    it: a text as written, another value as JSON (its characters unescaped), "nothing" where
+    the field was not there."""
+    if value is None:
+        return "nothing"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str, Any]]:
