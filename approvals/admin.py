@@ -57,6 +57,7 @@ from approvals.selectors import (
     campaigns_not_active,
     campaigns_now_each,
     campaigns_paused,
+    campaigns_read,
     carried_out,
     changed_first_now,
     deciding_policy,
@@ -2549,7 +2550,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         ]
         moved = target_moves_each(
             [proposal for proposal in letting_run if sets_values(proposal)],
-            ledger={key: c for p in letting_run for key, c in campaigns_now[p.pk].ledger.items()},
+            ledger=campaigns_read(campaigns_now),
         )
         for proposal in proposals:
             proposal.campaigns_not_active = campaigns_now[proposal.pk].not_active

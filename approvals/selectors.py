@@ -2,7 +2,7 @@
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -1579,7 +1579,8 @@ class CampaignsNow:
     read of the ledger: each not active, in words (``campaigns_not_active``); those of them
     paused that it would change (``campaigns_paused``), by external id; and the campaigns
     read, by (account id, external id), its target's among them, for what else is judged on
-    them in the same read (``target_moves_each``'s ``ledger``)."""
+    them in the same read (``target_moves_each``'s ``ledger``): one dict, the same on every
+    proposal of one ``campaigns_now_each`` (``campaigns_read``)."""
 
     not_active: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
@@ -1644,6 +1645,12 @@ def campaigns_now_each(proposals: Sequence[Proposal]) -> dict[int, CampaignsNow]
         pk: CampaignsNow(not_active=said[pk], paused=paused.get(pk, []), ledger=campaigns)
         for pk in said
     }
+
+
+def campaigns_read(campaigns_now: Mapping[int, CampaignsNow]) -> dict[tuple[int, str], Campaign]:
+    """The campaigns one ``campaigns_now_each`` read, by (account id, external id): the
+    ``ledger`` each of its proposals carries, the same dict, taken once."""
+    return next((now.ledger for now in campaigns_now.values()), {})
 
 
 def campaigns_paused(proposal: Proposal) -> list[str]:

@@ -19,6 +19,7 @@ from approvals.selectors import (
     SinceProposed,
     approved_said,
     campaigns_now_each,
+    campaigns_read,
     let_run_said,
     paused_still_runs_said,
     retry_checks_said,
@@ -513,7 +514,7 @@ def _paused_still_runs(
     waiting = [p for p in paused if p.status == ProposalStatus.PENDING_REVIEW]
     moved = target_moves_each(
         [p for p in waiting if sets_values(p)],
-        ledger={key: c for p in waiting for key, c in campaigns_now[p.pk].ledger.items()},
+        ledger=campaigns_read(campaigns_now),
     )
     said = {}
     for proposal in paused:
