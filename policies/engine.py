@@ -88,7 +88,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -348,6 +348,10 @@ class Hold:
     moved: _Ratio | None = None
     ceiling: Decimal | None = None
     window: timedelta | None = None
+    # The verdict's reason this hold gives (one of ``Verdict.reasons``), paired where the
+    # engine finds it, for a page that says one rule's reasons alone. What the hold is does
+    # not include it: a record does not store it (``as_record``).
+    reason: str = field(default="", compare=False)
 
     def as_record(self) -> dict[str, object]:
         """What a proposal stores of it (JSON): its figures as exact strings, the move a
@@ -897,7 +901,7 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         policy_version=rule.version if rule else None,
         required_approvals=required,
         review_window=rule.review_window if rule else None,
-        held_by=tuple([hold for _, hold in found if hold is not None]),
+        held_by=tuple([replace(hold, reason=reason) for reason, hold in found if hold is not None]),
     )
 
 

@@ -215,6 +215,24 @@ def test_a_move_over_the_cumulative_ceiling_alone_says_it_counted_no_other():
     )
 
 
+def test_each_hold_carries_the_reason_it_gives_so_one_rule_s_reasons_can_be_said_alone():
+    # A failed move's page says its cumulative ceiling's reasons alone, before Retry: each
+    # taken from its own hold, not from a position among the verdict's reasons.
+    cut = facts(
+        "0.28",
+        amount="5000",
+        guardrail_reviews=("A kill switch is engaged.",),
+        effects={TARGET: Decimal("0.72")},
+    )
+    verdict = evaluate(cut, [cumulative(auto_execute_max_amount=Decimal("1000"))])
+
+    assert [hold.reason for hold in verdict.held_by] == list(verdict.reasons)
+    assert [hold.reason for hold in verdict.held_by if hold.rule == "cumulative_ceiling"] == [
+        "brand-search's daily budget would move -28.0% within 1 day, over the 25.0% cumulative "
+        "ceiling of policy “Budget reallocations”, with no other move changing it."
+    ]
+
+
 def test_a_pending_move_setting_the_value_this_one_sets_is_not_counted_and_the_reason_says_why():
     """Two proposals setting one daily budget, made against the value it has now: whichever
     runs first supersedes the other, so they never compound. A move of an amount (here the

@@ -1219,14 +1219,9 @@ def retry_over_cumulative_ceiling(proposal: Proposal) -> tuple[str, ...]:
     if assessed is None:
         return ()
     verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
-    if verdict.outcome != VerdictOutcome.REVIEW or len(verdict.reasons) != len(verdict.held_by):
+    if verdict.outcome != VerdictOutcome.REVIEW:
         return ()
-    # A review's every reason is one hold's, in the same order.
-    return tuple(
-        reason
-        for reason, hold in zip(verdict.reasons, verdict.held_by, strict=True)
-        if hold.rule == "cumulative_ceiling"
-    )
+    return tuple(hold.reason for hold in verdict.held_by if hold.rule == "cumulative_ceiling")
 
 
 def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
