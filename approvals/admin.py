@@ -138,6 +138,7 @@ from approvals.services.proposals import (
     HELD_BACK_ANY,
     HELD_BACK_BETWEEN,
     SEEN_SHAPE,
+    assessed_as_retried,
     guardrail_blocks_counting_approved,
     held_back_by,
     held_back_reason_now,
@@ -2025,6 +2026,15 @@ class ProposalAdmin(ReadOnlyAdmin):
             else []
         )
         retry_ends_it = retry_ends_it_said(proposal, retry_moves) if retry_moves else ""
+        # An amount moved from a budget that moved since it failed: its retry re-assesses it
+        # from the ledger now (``executors.runner._reassessed``), read once for the page:
+        # what its table says a retry would set, and what its policy's cumulative ceiling
+        # holds of it so.
+        retried = (
+            assessed_as_retried(proposal)
+            if proposal.status == ProposalStatus.FAILED and retry_refused is None
+            else None
+        )
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
@@ -2051,10 +2061,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",
+            # What a retry would set, where it re-assesses it (the budget it draws on moved).
             "states": proposal_states(
                 proposal,
                 since=since,
                 ahead=ledger.figures_ahead(proposal) if ledger is not None else (),
+                retried=retried,
             ),
             # A campaign it touches paused (or gone) since: said before anyone decides, and,
             # to one who may let it run, that it runs there all the same, left paused.
@@ -2211,8 +2223,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             # policy's cumulative ceiling: a retry is a person's approval, which runs it all
             # the same (``executors.runner._reassessed``), said before it.
             "retry_over_cumulative": (
-                retry_over_cumulative_said(retry_over_cumulative_ceiling(proposal))
-                if proposal.status == ProposalStatus.FAILED and retry_refused is None
+                retry_over_cumulative_said(
+                    retry_over_cumulative_ceiling(proposal, assessed=retried)
+                )
+                if retried is not None
                 else ""
             ),
             "outcomes": proposal.outcomes.all(),

@@ -49,6 +49,7 @@ from approvals.services.lifecycle import by_a_reviewer
 from approvals.services.proposals import (
     HELD_BACK_ANY,
     NOTES,
+    AssessedAction,
     campaigns_as_recorded,
     campaigns_for,
     hard_ceilings_lowered_since,
@@ -1449,15 +1450,22 @@ _CARRIED_OUT_SAID = {
 }
 
 
+# The column of what a failed proposal's retry would set, re-assessed from the ledger now.
+RETRIED_COLUMN = "As a retry would re-assess it"
+
+
 def proposal_states(
     proposal: Proposal,
     *,
     since: SinceProposed | None = None,
     ahead: Sequence[FigureAhead] = (),
+    retried: AssessedAction | None = None,
 ) -> ProposalStates | None:
     """The proposal's ``ProposalStates`` (``since``: its ``since_proposed``, if read already;
     ``ahead``: the figures moves approved before it change first, ``LedgerAhead``'s, as its
-    page reads them for its approval), or None if it touches no campaign field."""
+    page reads them for its approval; ``retried``: a failed one's ``assessed_as_retried``,
+    where a person may retry it, whose figures a retry would set rather than those it was
+    assessed with), or None if it touches no campaign field."""
     action_type = action_types.named(proposal.action_type)
     since = since or since_proposed(proposal)
     snapshot = since.proposed_snapshot
@@ -1488,6 +1496,10 @@ def proposal_states(
             for key in fields
             if key[0] in campaigns
         }
+    if retried is not None and done is None:
+        # The budget it draws on moved since it failed: a retry re-assesses it from the
+        # ledger now and sets these, not what its other columns say it was assessed to set.
+        columns[RETRIED_COLUMN] = _state_after(action_type, proposal.payload, retried.snapshot)
     if done is not None:
         heading = "What it changed"
     else:

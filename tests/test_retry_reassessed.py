@@ -123,3 +123,45 @@ def test_a_failed_move_re_assessed_over_the_cumulative_ceiling_says_so_before_it
     assert Campaign.objects.get(external_id="generic-search").daily_budget == 830
     failed.refresh_from_db()
     assert any("which its approval still covers" in str(r) for r in failed.verdict_reasons)
+
+
+def states_table(page: str) -> list[list[str]]:
+    """The proposal's table of what it would change, as read: its heading row, then each row."""
+    [table] = re.findall(r'<table id="proposal-states">(.*?)</table>', page, flags=re.S)
+    return [
+        [as_read(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_failed_move_its_source_cut_since_says_what_a_retry_would_set(login, operator):
+    """180.00 from brand-search (1000.00) to generic-search (500.00), approved, failed; 150.00
+    moved the same way since. A retry re-assesses it from the ledger now and sets
+    brand-search 670.00 and generic-search 830.00, but the page's table of what it would
+    change said only what it was assessed to set then (820.00 and 680.00) beside the figures
+    now: an operator deciding to retry read figures that are not what a retry does. Now the
+    table says what a retry would set, and the retry sets just that."""
+    failed = failed_reallocation(operator, "180.00")
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    as_assessed = [
+        ["Campaign", "Field", "When proposed", "Proposed", "Now"],
+        ["brand-search", "daily budget", "1000.00", "820.00", "1000.00"],
+        ["generic-search", "daily budget", "500.00", "680.00", "500.00"],
+    ]
+    assert states_table(login("operator").get(page_url).text) == as_assessed
+    executed_reallocation(operator, "150.00")  # brand-search 850.00, generic-search 650.00
+
+    page = login("operator").get(page_url).text
+
+    assert 'id="retry-form"' in page
+    assert states_table(page) == [
+        ["Campaign", "Field", "When proposed", "Proposed", "Now", "As a retry would re-assess it"],
+        ["brand-search", "daily budget", "1000.00", "820.00", "850.00", "670.00"],
+        ["generic-search", "daily budget", "500.00", "680.00", "650.00", "830.00"],
+    ]
+    # As said: the retry sets those figures, and the ledger shows them.
+    assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 670
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == 830

@@ -1204,7 +1204,20 @@ def _assessed_as_retried(
         return None  # the ledger refuses it as proposed: said as such (``LedgerAhead``)
 
 
-def retry_over_cumulative_ceiling(proposal: Proposal) -> tuple[str, ...]:
+def assessed_as_retried(proposal: Proposal) -> AssessedAction | None:
+    """For a failed proposal a retry would re-assess (``_as_retried``: the budget an amount
+    it moves draws on moved since it was assessed), the action as its retry's execution
+    re-assesses it from the ledger now (``executors.runner._reassessed``): its page says
+    what a retry would set, and what its policy's cumulative ceiling holds of it
+    (``retry_over_cumulative_ceiling``), from it. None for any other."""
+    if proposal.status != ProposalStatus.FAILED:
+        return None
+    return _assessed_as_retried(proposal, guardrail_campaigns([proposal]))
+
+
+def retry_over_cumulative_ceiling(
+    proposal: Proposal, *, assessed: AssessedAction | None = None
+) -> tuple[str, ...]:
     """For a failed proposal a retry would re-assess (``_as_retried``: the budget an amount
     it moves draws on moved since it was assessed), what its policy's cumulative ceiling
     holds of it so, in the engine's words ("With this move of -21.2%, brand-search's daily
@@ -1212,10 +1225,12 @@ def retry_over_cumulative_ceiling(proposal: Proposal) -> tuple[str, ...]:
     A retry is a person's approval, which covers it: its execution runs it all the same
     (``executors.runner._reassessed``: "…, which its approval still covers"), so its page
     says so before Retry. Nothing for any other, nor where its policy would now block it
-    (its retry is refused then: ``hard_ceilings_lowered_since``)."""
+    (its retry is refused then: ``hard_ceilings_lowered_since``). ``assessed``: its
+    ``assessed_as_retried``, if read already."""
     if proposal.status != ProposalStatus.FAILED:
         return ()
-    assessed = _assessed_as_retried(proposal, guardrail_campaigns([proposal]))
+    if assessed is None:
+        assessed = assessed_as_retried(proposal)
     if assessed is None:
         return ()
     verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
