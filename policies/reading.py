@@ -14,7 +14,9 @@ back in order on screen by a right-to-left override. Matching is therefore done 
 - **Folding**: a character whose Unicode name says it is a Latin letter in another dress (a
   small capital "ɢ", a letter with a hook or stroke "ɠ", a circled, squared, parenthesized or
   negative squared letter "🅶", a regional indicator letter "🇬") reads as that letter; this is
-  done before NFKC, which turns "⒢" into "(g)". Any other character is normalized (NFKC),
+  done before NFKC, which turns "⒢" into "(g)"; so is a letter TR39 names a look-alike of
+  an ASCII letter ("ϲ" GREEK LUNATE SIGMA SYMBOL reads as "c", where NFKC made it a final
+  sigma "ς", read as "o"). Any other character is normalized (NFKC),
   every dash (Unicode category Pd, and the minus sign, hyphen bullet and hyphenation point)
   becomes "-", and confusable characters are folded to one representative of their Unicode
   TR39 confusable class (the *skeleton*), ignoring case.
@@ -98,6 +100,7 @@ _WORD = re.compile(r"\w")
 _HYPHEN_IN_TERM = re.compile(r" ?- ?")
 _DOUBLE_SPACE = re.compile(r"\s\s")
 _MAX_FOLDS = 4
+_LETTERS = frozenset({"Lu", "Ll", "Lt", "Lo"})
 
 
 @cache
@@ -306,6 +309,12 @@ def fold_skeleton_first(char: str) -> str:
 def _fold(char: str) -> str:
     if char.isspace():
         return " "
+    # A letter TR39 names a look-alike of an ASCII letter reads as that letter, before NFKC
+    # gives it another meaning: "ϲ" GREEK LUNATE SIGMA SYMBOL shows as "c", but NFKC makes it
+    # a final sigma "ς", which folds on to "σ" and "o", and "ϲure" hid the banned "cure".
+    own = _representatives().get(char, "")
+    if own.isascii() and own.isalpha() and unicodedata.category(char) in _LETTERS:
+        char = own
     text = unicodedata.normalize("NFKC", char).translate(HYPHENS)
     for _ in range(_MAX_FOLDS):
         folded = unicodedata.normalize("NFKC", _skeleton_step(text)).translate(HYPHENS).casefold()

@@ -446,3 +446,19 @@ def test_text_hidden_in_a_run_of_variation_selectors_is_a_finding_that_spells_it
 def test_one_variation_selector_after_its_character_is_not_flagged():
     # An emoji's presentation (U+FE0F) and a CJK ideographic variant (U+E0100) are one each.
     assert findings_for("Book now ❤\ufe0f, 1\ufe0f\u20e3 offer, 葛\U000e0100城 tours.") == []
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "ϲure",  # GREEK LUNATE SIGMA SYMBOL, which shows as "c"
+        "ϹURE",  # its capital, which shows as "C"
+        "sϲam",
+    ],
+)
+def test_a_letter_that_shows_as_c_is_read_as_c_not_as_the_sigma_nfkc_makes_it(disguised):
+    rules = BrandRules(banned_terms=("cure", "scam"))
+    findings = findings_for(f"A {disguised} for tired skin.", rules)
+    assert len(findings) == 1
+    assert "disguised (written with U+03F" in findings[0]
+    assert f"«{disguised}»" in findings[0]
