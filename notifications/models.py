@@ -15,7 +15,7 @@ from approvals.services.acts import review_window_closed
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words
 from hitlproject.formats import console_time
-from hitlproject.vocabulary import INTERRUPTED, S
+from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE, S
 from ledger.models import Channel
 
 
@@ -452,8 +452,26 @@ class DecisionDeadline(models.Model):
 
     @property
     def met(self) -> bool | None:
-        """Decided in time: True or False once the round ended, None while it runs."""
-        return None if self.ended_at is None else self.ended_at <= self.due_at
+        """Decided in time: True or False once people decided the round, None while it runs
+        and for a round nobody decided (expired, withdrawn, superseded…), which the
+        dashboard counts neither in time nor late."""
+        if self.ended_at is None or self.ended_as not in REVIEW_ENDINGS_DECIDED_BY_PEOPLE:
+            return None
+        return self.ended_at <= self.due_at
+
+    @property
+    def ending_said(self) -> str:
+        """How the round ended, as the proposal's page says it beside when: "decided in time",
+        "decided after the deadline"; one nobody decided, how it ended instead ("superseded
+        before anyone decided it"), not "in time" as if it had been decided then."""
+        if self.ended_at is None:
+            return ""
+        if self.met is not None:
+            return "decided in time" if self.met else "decided after the deadline"
+        if self.ended_as == S.EXPIRED:
+            return "expired: nobody decided it"
+        ended = S(self.ended_as).label.lower() if self.ended_as in S.values else "ended"
+        return f"{ended} before anyone decided it"
 
 
 class Claim(models.Model):

@@ -18,9 +18,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from approvals.models import ProposalStatus
+from approvals.models import Proposal, ProposalStatus
 from approvals.roles import AUDITORS, OPERATORS
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.expiry import proposals_expire_overdue
+from approvals.services.proposals import proposal_withdraw
 from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
@@ -833,6 +835,42 @@ def test_a_proposals_page_says_who_was_told_on_which_channel_and_its_deadline(lo
     )
     deadline = detail(operator, proposal).split('id="proposal-deadline"')[1].split("</p>")[0]
     assert "in time" in deadline
+
+
+def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
+    """A round withdrawn or superseded before anyone decided it, or expired, is not "ended …,
+    in time" on the proposal's page (the dashboard counts it neither in time nor late): the
+    page says how it ended. One people decided still reads "decided in time"."""
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.decide_within = timedelta(hours=2)
+    policy.save()
+    operator = login("operator")
+
+    def deadline_said(proposal) -> str:
+        page = detail(operator, proposal).split('id="proposal-deadline"')[1].split("</p>")[0]
+        return " ".join(strip_tags(page).split())
+
+    withdrawn = evaluated(reallocation("150.00"))
+    proposal_withdraw(agent=withdrawn.agent, proposal_id=withdrawn.pk, note="not now")
+    said = deadline_said(withdrawn)
+    assert "in time" not in said and "after the deadline" not in said
+    assert said.endswith(", withdrawn before anyone decided it")
+
+    expired = evaluated(reallocation("160.00"))
+    Proposal.objects.filter(pk=expired.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert proposals_expire_overdue() == 1
+    said = deadline_said(expired)
+    assert "in time" not in said and said.endswith(", expired: nobody decided it")
+
+    decided = evaluated(reallocation("170.00"))
+    proposal_reject(
+        proposal_id=decided.pk,
+        reviewer=get_user_model().objects.get(username="operator"),
+        reason_code="too_aggressive",
+    )
+    assert deadline_said(decided).endswith(", decided in time")
 
 
 def test_a_message_on_slack_is_named_on_slack_as_one_by_email_is_by_email(login, settings):
