@@ -1813,7 +1813,11 @@ COUNTED_FIGURES = (
         "policy approved it, no person: waiting to run, running, or failed and not run since",
     ),
     CountedFigure("blocked", "Blocked by policy", "stopped by a policy or guardrail; never ran"),
-    CountedFigure("expired", "Expired", "nobody decided it in time; never ran"),
+    CountedFigure(
+        "expired",
+        "Expired",
+        "its review window closed before enough people approved it; never ran",
+    ),
     CountedFigure("withdrawn", "Withdrawn", "withdrawn before a decision; never ran"),
     CountedFigure(
         "superseded",

@@ -22,6 +22,7 @@ from approvals.selectors import (
     was_retried,
 )
 from approvals.services.acts import Act, check_may_act
+from approvals.services.expiry import expiry_reason
 from approvals.services.lifecycle import proposal_lock
 from approvals.services.proposals import sent_back_after_attempts
 from audit.actors import Actor, acting_as
@@ -178,12 +179,14 @@ def _each_told(
     told: Iterable[tuple[Proposal, str]],
     *,
     actor: Actor,
-    why: str,
+    why: str | Callable[[Proposal], str],
     diffs: Mapping[int, dict[str, Any]] | None = None,
 ) -> list[Feedback]:
     """One kind of news for each proposal's agent (``told``: each proposal with the note its
     agent reads, ``diffs`` any field-by-field change by proposal id), written together with
-    the one reason ``why`` they were written (``_written``)."""
+    the reason ``why`` they were written (``_written``): one for all, or each proposal's."""
+    told = list(told)
+    reasons = {proposal.pk: why(proposal) if callable(why) else why for proposal, _ in told}
     return _written(
         [
             Feedback(
@@ -196,7 +199,7 @@ def _each_told(
             for proposal, note in told
         ],
         actor=actor,
-        why=lambda item: why,
+        why=lambda item: reasons[item.proposal_id],
     )
 
 
@@ -301,13 +304,15 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
     transaction (``_in_commit_order``), with when the window closed and how many of the
     approvals its policy asks for it had (not who gave them); and, where a reviewer edited
     it, that it expired as edited, the edit field by field (its ``diff``, as an
-    ``approved_with_edits`` record's) and each editor's note (``edits_told``)."""
+    ``approved_with_edits`` record's) and each editor's note (``edits_told``). Each record's
+    history says why it expired in the words the proposal's own history has
+    (``expiry_reason``)."""
     edits = edits_told(proposals)
     return _each_told(
         FeedbackKind.EXPIRED,
         [(proposal, _expiry_said(proposal, edits[proposal.pk])) for proposal in proposals],
         actor=actor,
-        why="expired: its review window closed before enough people decided it",
+        why=lambda proposal: f"expired: {expiry_reason(proposal)}",
         diffs={proposal_id: edit.diff for proposal_id, edit in edits.items()},
     )
 

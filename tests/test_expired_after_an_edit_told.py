@@ -15,7 +15,7 @@ from django.utils import timezone
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
 from approvals.services.expiry import proposals_expire_overdue
-from feedback.models import CallbackEvent
+from feedback.models import CallbackEvent, Feedback
 from policies.models import Policy
 from tests.conftest import bid_adjustment, wait_until
 
@@ -92,6 +92,19 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_its_proposal_expired(
     assert "A reviewer edited it (new_bid: 2.60 → 2.40): " + NOTE in told
     # Not "Expired unreviewed", of a proposal two people approved and one edited.
     assert "Feedback to optimizer (agent): Expired: its review window closed first" in told
+    # Why it expired, in one set of words: its history's, its feedback's history's (it read
+    # "before enough people decided it"), and its agent's record's legend on its page (it
+    # read "nobody decided it in time").
+    why = "the review window closed before enough people approved it: 1 of 2 approvals"
+    assert why in told
+    feedback_id = Feedback.objects.get(proposal_id=proposal_id).pk
+    feedback_history = login("auditor").get(
+        reverse("admin:feedback_feedback_history", args=[feedback_id])
+    )
+    assert f"feedback for its agent: expired: {why}" in html.unescape(feedback_history.text)
+    assert "decided it" not in html.unescape(feedback_history.text)
+    assert "before enough people approved it; never ran" in text
+    assert "nobody decided it in time" not in text
 
 
 def test_an_unedited_proposal_that_expired_is_told_as_it_proposed_it(callback_endpoint, optimizer):

@@ -26,24 +26,34 @@ def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
     if not proposals:
         return
     actor = Actor.system("expiry")
-    # Said as it was: with none of its approvals, or with some of those its policy asks for.
-    by_count = defaultdict(list)
+    by_reason = defaultdict(list)
     for proposal in proposals:
-        by_count[(proposal.approvals_this_round, proposal.required_approvals)].append(proposal)
+        by_reason[expiry_reason(proposal)].append(proposal)
     # As the actor, so that no record names whoever's request found them overdue (a person
     # opening the console's list, an auditor too) as the user who expired them.
     with acting_as(actor):
-        for (given, asked), expiring in by_count.items():
+        for reason, expiring in by_reason.items():
             proposals_transition(
                 proposals=expiring,
                 to_status=ProposalStatus.EXPIRED,
                 actor=actor,
-                reason=f"the review window closed before enough people approved it: {given} "
-                f"of {asked} approvals"
-                if given
-                else "the review window closed without a decision",
+                reason=reason,
             )
         proposals_expired(proposals=proposals, actor=actor)
+
+
+def expiry_reason(proposal: Proposal) -> str:
+    """Why a proposal expired, as it was: with none of its approvals, or with some of those its
+    policy asks for ("the review window closed before enough people approved it: 1 of 2
+    approvals"). Its history says it in these words, its agent's callback and the history of
+    its agent's feedback too: that feedback's history said "before enough people decided it"
+    beside the proposal's own "1 of 2 approvals"."""
+    given, asked = proposal.approvals_this_round, proposal.required_approvals
+    if not given:
+        return "the review window closed without a decision"
+    return (
+        f"the review window closed before enough people approved it: {given} of {asked} approvals"
+    )
 
 
 def proposals_expire_overdue() -> int:
