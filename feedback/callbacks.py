@@ -117,9 +117,8 @@ def callback_events_record(*, proposals: Iterable[Proposal], sent_back: bool = F
     edits = edits_told([event.proposal for event in events])
     for event in events:
         edit = edits[event.proposal.pk]
-        reason = said[event.proposal.pk]
-        if edit.edited and event.proposal.status == ProposalStatus.EXPIRED:
-            reason = f"{reason}\n{edit.said('expired')}"
+        # Ended without running as a reviewer edited it: its feedback's words on the edit.
+        reason = edit.told_after(said[event.proposal.pk], event.proposal.status)
         event.body = _body(event, reason, edit)
     if events:
         # Made by the callbacks, whoever moved the proposals: their history says who did. On

@@ -203,14 +203,47 @@ def _each_told(
     )
 
 
+def _ended_told(
+    kind: FeedbackKind,
+    told: Sequence[tuple[Proposal, str]],
+    *,
+    actor: Actor,
+    why: str | Callable[[Proposal], str],
+    diffs: Mapping[int, dict[str, Any]] | None = None,
+) -> list[Feedback]:
+    """``_each_told`` for proposals that ended without running (expired, superseded,
+    withdrawn for their agent): where a reviewer had edited one, its note goes on with the
+    edit it ended as, in the words its callback's ``reason`` has (``EditTold.told_after``),
+    and its ``diff`` is the edit field by field (as an ``approved_with_edits`` record's),
+    unless its kind's ``diffs`` say something else (a supersession's: the value it saw and
+    the value now, which its agent reads by that shape; its callback's ``edits`` has the
+    edit)."""
+    edits = edits_told([proposal for proposal, _ in told])
+    diffs = diffs or {}
+    return _each_told(
+        kind,
+        [
+            (proposal, edits[proposal.pk].told_after(note, proposal.status))
+            for proposal, note in told
+        ],
+        actor=actor,
+        why=why,
+        diffs={
+            proposal.pk: diffs[proposal.pk] if proposal.pk in diffs else edits[proposal.pk].diff
+            for proposal, _ in told
+        },
+    )
+
+
 def feedback_record_supersessions(
     *, superseded: Sequence[tuple[Proposal, Sequence[Any], str]], actor: Actor
 ) -> list[Feedback]:
     """Proposals ended superseded (each with what moved and the reason it was ended): each
     agent learns, field by field, the value it saw and the value now (``moves``:
-    ``approvals.services.supersession.TargetMove``), to propose again against it. Written
+    ``approvals.services.supersession.TargetMove``), to propose again against it, and, where
+    a reviewer had edited it, the edit it was superseded as (``_ended_told``). Written
     together, last in the caller's transaction, as all feedback is (``_in_commit_order``)."""
-    return _each_told(
+    return _ended_told(
         FeedbackKind.SUPERSEDED,
         [(proposal, note) for proposal, _, note in superseded],
         actor=actor,
@@ -223,6 +256,16 @@ def feedback_record_supersessions(
             for proposal, moves, _ in superseded
         },
     )
+
+
+# How a proposal that ended without running is said to have ended, by its status, where a
+# reviewer had edited it ("It was superseded as a reviewer edited it, …"): its feedback's
+# note and its callback's ``reason`` go on with the edit (``EditTold.told_after``).
+ENDED_AS_EDITED = {
+    ProposalStatus.EXPIRED: "expired",
+    ProposalStatus.SUPERSEDED: "was superseded",
+    ProposalStatus.WITHDRAWN: "was withdrawn",
+}
 
 
 @dataclass(frozen=True)
@@ -243,6 +286,15 @@ class EditTold:
     @property
     def edited(self) -> bool:
         return bool(self.diff)
+
+    def told_after(self, said: str, status: str) -> str:
+        """``said``, what its agent is told of a proposal that ended with ``status``, going
+        on, where it ended without running as a reviewer edited it (``ENDED_AS_EDITED``),
+        with the edit in words (``said``); as it is otherwise."""
+        ended = ENDED_AS_EDITED.get(status)
+        if not self.edited or ended is None:
+            return said
+        return "\n".join(filter(None, [said, self.said(ended)]))
 
     def said(self, ended: str) -> str:
         """The edit told of a proposal that ``ended`` ("expired") without running: "It
@@ -303,31 +355,22 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
     """Proposals expired: their agents are told, in one write, last in the caller's
     transaction (``_in_commit_order``), with when the window closed and how many of the
     approvals its policy asks for it had (not who gave them); and, where a reviewer edited
-    it, that it expired as edited, the edit field by field (its ``diff``, as an
-    ``approved_with_edits`` record's) and each editor's note (``edits_told``). Each record's
-    history says why it expired in the words the proposal's own history has
-    (``expiry_reason``)."""
-    edits = edits_told(proposals)
-    return _each_told(
+    it, the edit it expired as (``_ended_told``). Each record's history says why it expired
+    in the words the proposal's own history has (``expiry_reason``)."""
+    return _ended_told(
         FeedbackKind.EXPIRED,
-        [(proposal, _expiry_said(proposal, edits[proposal.pk])) for proposal in proposals],
+        [(proposal, review_window_ran_out(proposal)) for proposal in proposals],
         actor=actor,
         why=lambda proposal: f"expired: {expiry_reason(proposal)}",
-        diffs={proposal_id: edit.diff for proposal_id, edit in edits.items()},
     )
-
-
-def _expiry_said(proposal: Proposal, edit: EditTold) -> str:
-    """An expiry's note: how its review ended, then the edit it expired as, if any."""
-    ended = review_window_ran_out(proposal)
-    return f"{ended}\n{edit.said('expired')}" if edit.edited else ended
 
 
 def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
     """Proposals a reviewer withdrew for their agents: each agent learns it, with the
-    reviewer's note if they wrote one, as it learns of a rejection; written last in the
+    reviewer's note if they wrote one, as it learns of a rejection, and, where a reviewer
+    had edited it, the edit it was withdrawn as (``_ended_told``); written last in the
     caller's transaction (``_in_commit_order``)."""
-    return _each_told(
+    return _ended_told(
         FeedbackKind.WITHDRAWN,
         [(proposal, proposal.withdrawal_note) for proposal in proposals],
         actor=actor,
