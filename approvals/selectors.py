@@ -1452,6 +1452,9 @@ _CARRIED_OUT_SAID = {
 
 # The column of what a failed proposal's retry would set, re-assessed from the ledger now.
 RETRIED_COLUMN = "As a retry would re-assess it"
+# The same, said of it under that table once the moves approved before it have run
+# (``figures_ahead_said``): its retry runs after them and re-assesses it from what they leave.
+RETRIED_THEN = "as a retry would re-assess it then"
 
 
 def proposal_states(
@@ -1509,12 +1512,15 @@ def proposal_states(
             else ("What it would have changed")
         )
         heading += _CARRIED_OUT_SAID.get(carried_out(runs), "") if runs else ""
+    # What its lines say it leaves once the moves ahead have run is what its run then leaves:
+    # a retry re-assesses it then, from the ledger as they leave it, as its column says.
+    how = "as edited" if since.edited else "as proposed"
+    if RETRIED_COLUMN in columns:
+        how = RETRIED_THEN
     return ProposalStates(
         heading=heading,
         ahead=(
-            figures_ahead_said(ahead, how="as edited" if since.edited else "as proposed")
-            if proposal.status in MAY_STILL_RUN_STATUSES
-            else []
+            figures_ahead_said(ahead, how=how) if proposal.status in MAY_STILL_RUN_STATUSES else []
         ),
         columns=["Campaign", "Field", *columns],
         rows=[
@@ -1532,8 +1538,9 @@ def figures_ahead_said(figures: Sequence[FigureAhead], *, how: str) -> list[tupl
     """Each figure moves approved before a proposal change first, as its page says it under
     what it would change, as (who, what): ("Once #2, approved before it, has run:",
     "display-retarget daily budget 300.00 → 100.00; after this one, as edited, 0.00.")
-    (``how``: "as proposed", "as edited"), or, where its execution would refuse it then,
-    "…; this one, as proposed, takes 150.00 from it: its execution would refuse it." """
+    (``how``: "as proposed", "as edited", or ``RETRIED_THEN`` for a failed one its retry
+    would re-assess), or, where its execution would refuse it then, "…; this one, as
+    proposed, takes 150.00 from it: its execution would refuse it." """
     said = []
     for figure in figures:
         what = (

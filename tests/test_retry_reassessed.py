@@ -5,6 +5,7 @@ say so first), where it used to be "sent to run again" and fail again at once.""
 
 import html
 import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,6 +18,7 @@ from ledger.models import Campaign
 from tests.conftest import reallocation
 from tests.factories import evaluated
 from tests.test_policy_change_waiting import reallocations, saved
+from tests.test_reallocation_figures_once_moves_ahead_have_run import ahead_said
 
 
 @pytest.fixture
@@ -165,3 +167,46 @@ def test_a_failed_move_its_source_cut_since_says_what_a_retry_would_set(login, o
     assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
     assert Campaign.objects.get(external_id="brand-search").daily_budget == 670
     assert Campaign.objects.get(external_id="generic-search").daily_budget == 830
+
+
+def budgets() -> tuple[Decimal, Decimal]:
+    return tuple(
+        Campaign.objects.get(external_id=name).daily_budget
+        for name in ("brand-search", "generic-search")
+    )
+
+
+@pytest.mark.django_db
+def test_a_failed_move_behind_one_approved_says_what_its_retry_leaves_after_it(login, operator):
+    """180.00 from brand-search to generic-search, failed; 150.00 moved the same way since
+    (850.00 / 650.00); then #N, 100.00 the same way, approved, not yet run. The table says
+    what a retry would set re-assessed now (670.00 / 830.00), but the lines under it said
+    "after this one, as proposed, 570.00": not as proposed (18.0% of 1,000.00), but as its
+    retry re-assesses it once #N has run (24.0% of 750.00). Now they say so, and the ledger
+    ends at what they said once #N and the retry have run."""
+    failed = failed_reallocation(operator, "180.00")
+    executed_reallocation(operator, "150.00")
+    ahead = evaluated(reallocation("100.00"))
+    assert proposal_approve(proposal_id=ahead.pk, reviewer=operator).status == "approved"
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+
+    page = login("operator").get(page_url).text
+
+    assert 'id="retry-form"' in page
+    assert states_table(page)[1:] == [
+        ["brand-search", "daily budget", "1000.00", "820.00", "850.00", "670.00"],
+        ["generic-search", "daily budget", "500.00", "680.00", "650.00", "830.00"],
+    ]
+    assert ahead_said(page) == [
+        f"Once #{ahead.pk}, approved before its retry, has run: brand-search daily budget "
+        "850.00 → 750.00; after this one, as a retry would re-assess it then, 570.00.",
+        f"Once #{ahead.pk}, approved before its retry, has run: generic-search daily budget "
+        "650.00 → 750.00; after this one, as a retry would re-assess it then, 930.00.",
+    ]
+    # As said: retried, it runs after #N, re-assessed from what #N left.
+    assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
+    assert proposal_execute(proposal_id=ahead.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("570.00"), Decimal("930.00"))
+    failed.refresh_from_db()
+    assert "(24.0%)" in failed.verdict_reasons[0]
