@@ -160,6 +160,13 @@ class HardCeilingFinding(str):
     beside every policy."""
 
 
+class DecidingCeilingFinding(HardCeilingFinding):
+    """What the hard ceiling of the policy that decides a failed proposal now refuses about
+    it as its retry would be re-assessed, where that is another policy than routed it (a more
+    specific one added since): its retry's execution is judged by it
+    (``executors.runner._reassessed``), so it is said as that policy's (``refused_by``)."""
+
+
 # The approved proposals a policy routed that are not yet carried out, and what a hard ceiling
 # of that policy lowered below one since does to it (``executors.runner``'s
 # ``_hard_ceilings_lowered``): said in these words wherever a person is told of them (the
@@ -208,10 +215,14 @@ def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
 
 def refused_by(reasons: Sequence[str], *, named: str = "it") -> str:
     """Who refuses a proposal for ``reasons`` (``refuses_now``), as a sentence names them:
-    "a guardrail", "the hard ceiling of the policy that routed it", or both."""
-    ceiling = any(isinstance(reason, HardCeilingFinding) for reason in reasons)
-    guardrail = not all(isinstance(reason, HardCeilingFinding) for reason in reasons)
+    "a guardrail", "the hard ceiling of the policy that routed it" (or, for a retry judged by
+    a policy added since, ``DecidingCeilingFinding``, "… that decides it now"), or both."""
+    ceilings = [reason for reason in reasons if isinstance(reason, HardCeilingFinding)]
+    ceiling = bool(ceilings)
+    guardrail = len(ceilings) < len(reasons)
     policy_s = f"the hard ceiling of the policy that routed {named}"
+    if ceilings and all(isinstance(reason, DecidingCeilingFinding) for reason in ceilings):
+        policy_s = f"the hard ceiling of the policy that decides {named} now"
     if ceiling and guardrail:
         return f"a guardrail and {policy_s}"
     return policy_s if ceiling else "a guardrail"

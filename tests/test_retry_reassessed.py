@@ -11,10 +11,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
+from hitlproject.errors import DomainError
 from ledger.models import Campaign
+from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
 from tests.test_policy_change_waiting import reallocations, saved
@@ -210,3 +212,77 @@ def test_a_failed_move_behind_one_approved_says_what_its_retry_leaves_after_it(l
     assert budgets() == (Decimal("570.00"), Decimal("930.00"))
     failed.refresh_from_db()
     assert "(24.0%)" in failed.verdict_reasons[0]
+
+
+def optimizers_policy(**ceilings) -> Policy:
+    """A policy for the optimizer's reallocations alone, added after the failed one was
+    routed by "Budget reallocations": more specific, it decides them now."""
+    return Policy.objects.create(
+        name="Reallocations by optimizer",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        **ceilings,
+    )
+
+
+@pytest.mark.django_db
+def test_a_failed_move_is_judged_for_its_retry_by_the_policy_that_decides_it_now(login, operator):
+    """Routed by "Budget reallocations" (no hard ceiling), failed; a policy for the
+    optimizer's reallocations with a 20% hard ceiling added since; brand-search cut to
+    850.00: 180.00 is 21.2% of it. The page offered Retry, judging the retry by the routing
+    policy; the retry was "approved" and its execution, re-assessed under the policy that
+    decides it now, failed at once ("It would now be blocked"). Now the page says that
+    policy refuses it, the retry is refused in those words, and nothing runs."""
+    failed = failed_reallocation(operator, "180.00")
+    optimizers_policy(block_above_magnitude=Decimal("0.20"))
+    executed_reallocation(operator, "150.00")  # brand-search 1,000.00 -> 850.00
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    why = (
+        "Re-assessed now, as a retry would run it, as the budget it draws on moved, under "
+        "policy “Reallocations by optimizer” (version 1), which decides it now in place of "
+        "policy “Budget reallocations” (version 1), which routed it: 21.2% of brand-search's "
+        "daily budget is above the 20.0% hard ceiling of policy “Reallocations by optimizer”."
+    )
+
+    page = login("operator").get(page_url).text
+
+    assert 'id="retry-form"' not in page
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    assert as_read(note) == (
+        f"The hard ceiling of the policy that decides it now refuses it now: {why} "
+        "A retry would fail again: its execution would refuse it."
+    )
+    with pytest.raises(DomainError) as refusal:
+        proposal_retry(proposal_id=failed.pk, reviewer=operator)
+    assert refusal.value.message == (
+        f"The hard ceiling of the policy that decides proposal #{failed.pk} now refuses it "
+        f"now: {why} A retry would fail again: its execution would refuse it."
+    )
+    failed.refresh_from_db()
+    assert failed.status == ProposalStatus.FAILED and failed.executions.count() == 1
+    assert budgets() == (Decimal("850.00"), Decimal("650.00"))
+
+
+@pytest.mark.django_db
+def test_a_failed_move_within_the_policy_that_decides_it_now_is_retried(login, operator):
+    """Routed by "Budget reallocations", whose hard ceiling is 20%, failed; a policy for the
+    optimizer's reallocations with a 25% hard ceiling added since; brand-search cut to
+    850.00 (21.2%). The page refused the retry by the routing policy's ceiling, where its
+    execution judges it by the one that decides it now, which lets it run. Now the page
+    offers Retry, and the retry runs it on the figures its table said."""
+    saved(login("policy-owner"), reallocations(), block_above_magnitude="20")
+    failed = failed_reallocation(operator, "180.00")
+    optimizers_policy(block_above_magnitude=Decimal("0.25"))
+    executed_reallocation(operator, "150.00")
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+
+    page = login("operator").get(page_url).text
+
+    assert 'id="retry-refused-by-guardrail"' not in page and 'id="retry-form"' in page
+    assert states_table(page)[1:] == [
+        ["brand-search", "daily budget", "1000.00", "820.00", "850.00", "670.00"],
+        ["generic-search", "daily budget", "500.00", "680.00", "650.00", "830.00"],
+    ]
+    assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("670.00"), Decimal("830.00"))

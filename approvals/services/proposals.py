@@ -54,6 +54,7 @@ from hitlproject.vocabulary import (
     NO_SURE_ANSWER,
     UNDER_WAY_STATUSES,
     UNSURE_ANSWERS_SAID,
+    DecidingCeilingFinding,
     HardCeilingFinding,
     how_many,
     unsure_answers_said,
@@ -69,6 +70,8 @@ from policies.services import (
     GuardrailFindings,
     brand_findings_ahead,
     changes_spend,
+    deciding_rule,
+    in_force,
     in_force_read_once,
     kill_switch_finding_now,
     policy_verdict,
@@ -1095,8 +1098,18 @@ def hard_ceilings_lowered_since(
     read it, ``guardrail_campaigns``), as the executor re-assesses it before its attempt
     (``executors.runner._reassessed``), which would fail it for a block. Retrying it
     re-assessed above its hard ceiling is refused, and said so, rather than sent to fail
-    again at once."""
+    again at once. That re-assessment is judged by the policy that decides it now (as any
+    verdict is: ``verdict_for``), which is another than routed it where a more specific one
+    was added since: judged, and said, by that one's hard ceiling then
+    (``_retry_decided_by``), as well as by the routing one's where it changed since."""
     proposals = [proposal for proposal in proposals if proposal.verdict_policy_id is not None]
+    retried = {}
+    if campaigns is not None:
+        for proposal in proposals:
+            judged = _as_retried(proposal, campaigns)
+            if judged is not None:
+                retried[proposal.pk] = judged
+    decided_by = _retry_decided_by(proposals, retried)
     policies: dict[int, Policy] = {}
     for proposal in proposals:
         if Proposal.verdict_policy.is_cached(proposal):
@@ -1111,7 +1124,7 @@ def hard_ceilings_lowered_since(
         and not policy.is_draft
         and (policy.block_above_magnitude is not None or policy.block_above_amount is not None)
     }
-    if not capped:
+    if not capped and not decided_by:
         return {}
     if latest is None:
         latest = dict(
@@ -1125,13 +1138,27 @@ def hard_ceilings_lowered_since(
     for proposal in proposals:
         policy = capped.get(proposal.verdict_policy_id)
         routed = routed_version(proposal)
+        judged = retried.get(proposal.pk)
+        if proposal.pk in decided_by:
+            # A retry re-assesses it under the policy that decides it now, not this one.
+            found = _retry_refused_by(
+                proposal,
+                judged,
+                decided_by[proposal.pk],
+                routing=policies.get(proposal.verdict_policy_id),
+                capped=policy,
+                routed=routed,
+                latest=latest,
+            )
+            if found:
+                refused[proposal.pk] = found
+            continue
         if policy is None or routed is None or latest.get(policy.pk) is None:
             continue
         # Routed by the version in force and not re-assessed since, it is within its hard
         # ceilings (above them, it was blocked). Re-assessed since (its source budget cut by
         # another move), it may now be above them, under whichever version; so may a failed
         # one a retry would re-assess.
-        judged = _as_retried(proposal, campaigns) if campaigns is not None else None
         if (
             latest[policy.pk] == routed
             and proposal.reassessed_policy_version is None
@@ -1153,6 +1180,88 @@ def hard_ceilings_lowered_since(
             )
             refused[proposal.pk] = (HardCeilingFinding(since + " ".join(found)),)
     return refused
+
+
+def _retry_decided_by(
+    proposals: Sequence[Proposal], retried: Mapping[int, Proposal]
+) -> dict[int, tuple[Rule, Policy]]:
+    """Of the failed ``proposals`` a retry would re-assess (``retried``, by id), those another
+    policy than routed them decides now (a more specific one added since), with its rule and
+    policy as in force: what their retry's re-assessment is judged by, as any verdict is
+    (``executors.runner._reassessed``, ``verdict_for``), where their page used to judge it by
+    the routing one. The rules in force read once, and their agents in one statement where
+    not read with them; nothing read where none is retried."""
+    if not retried:
+        return {}
+    current = in_force()
+    theirs = [proposal for proposal in proposals if proposal.pk in retried]
+    unread = {p.agent_id for p in theirs if not Proposal.agent.is_cached(p)}
+    agents = Agent.objects.in_bulk(unread) if unread else {}
+    decided = {}
+    for proposal in theirs:
+        if not Proposal.agent.is_cached(proposal):
+            proposal.agent = agents[proposal.agent_id]  # kept: its verdict reads it again
+        rule = deciding_rule(
+            current.rules,
+            action_type=proposal.action_type,
+            agent=proposal.agent,
+            account=proposal.account,
+        )
+        if rule is not None and rule.policy_id != proposal.verdict_policy_id:
+            decided[proposal.pk] = (rule, current.policies[rule.policy_id])
+    return decided
+
+
+def _retry_refused_by(
+    proposal: Proposal,
+    judged: Proposal,
+    deciding: tuple[Rule, Policy],
+    *,
+    routing: Policy | None,
+    capped: Policy | None,
+    routed: int | None,
+    latest: Mapping[int, int | None],
+) -> tuple[str, ...]:
+    """What refuses a failed proposal's retry, re-assessed (``judged``) under the policy that
+    decides it now (``deciding``, another than routed it), as its execution refuses it: that
+    policy's hard ceilings (``_reassessed``: its verdict blocks it), and those of the routing
+    one (``routing``; ``capped``: it, where it is live with a hard ceiling) where that one
+    changed since it routed it (``_hard_ceilings_lowered``), in the engine's words."""
+    rule, policy = deciding
+    found = hard_ceilings_refuse(judged, rule)
+    if found:
+        since = (
+            "Re-assessed now, as a retry would run it, as the budget it draws on moved, under "
+            f"policy “{policy.name}” (version {policy.version_number}), which decides it now"
+            f"{_in_place_of(routing, routed)}: "
+        )
+        return (DecidingCeilingFinding(since + " ".join(found)),)
+    if capped is None or routed is None or latest.get(capped.pk) is None:
+        return ()
+    if latest[capped.pk] == routed and proposal.reassessed_policy_version is None:
+        return ()  # unchanged since it routed it: its execution does not ask it again
+    found = hard_ceilings_refuse(judged, rule_from_policy(capped, latest[capped.pk]))
+    if not found:
+        return ()
+    then = version_number(capped.pk, proposal.verdict_policy_version or routed)
+    now = version_number(capped.pk, latest[capped.pk])
+    return (
+        HardCeilingFinding(
+            f"Policy “{capped.name}” has changed since it routed this proposal (version "
+            f"{then}; now version {now}): " + " ".join(found)
+        ),
+    )
+
+
+def _in_place_of(policy: Policy | None, routed: int | None) -> str:
+    """The policy that routed a proposal (``routed``: the version), as the one deciding it
+    now replaces it: " in place of policy “Budget reallocations” (version 2), which routed
+    it"; nothing where it is gone."""
+    if policy is None:
+        return ""
+    number = version_number(policy.pk, routed) if routed is not None else None
+    said = f" (version {number})" if number else ""
+    return f" in place of policy “{policy.name}”{said}, which routed it"
 
 
 def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal | None:
