@@ -2677,15 +2677,29 @@ def left_by_kill_switch(switch: KillSwitch) -> LeftBySwitch:
 
 def _engaged_spans(switch: KillSwitch) -> list[tuple[datetime, datetime | None, KillSwitch]]:
     """When ``switch`` was engaged, by its history: from each version that engaged it (or
-    kept it engaged) until the next, with that version (its scope then)."""
+    moved it while engaged) until the next that released or moved it, with that version
+    (its scope then). Versions that kept it engaged where it was (its reason edited) extend
+    their span: a switch whose reason was edited twenty times is read in one span, not
+    twenty (its history page read the proposals' history twice a version)."""
     versions = list(switch.history.order_by("history_id"))
-    spans = []
+    spans: list[tuple[datetime, datetime | None, KillSwitch]] = []
     for number, version in enumerate(versions):
         if not version.engaged or version.history_type == "-":
             continue
         until = versions[number + 1].history_date if number + 1 < len(versions) else None
+        if spans and spans[-1][1] == version.history_date and _same_scope(spans[-1][2], version):
+            spans[-1] = (spans[-1][0], until, spans[-1][2])
+            continue
         spans.append((version.history_date, until, version.instance))
     return spans
+
+
+def _same_scope(switch: KillSwitch, version) -> bool:
+    return (switch.scope, switch.account_id, switch.channel) == (
+        version.scope,
+        version.account_id,
+        version.channel,
+    )
 
 
 def _written_while_engaged(records, since: datetime, until: datetime | None, engaged: KillSwitch):

@@ -558,6 +558,13 @@ def said_as_recorded(record) -> str:
     ``record.instance`` gives it, without that one's read of the fields the history leaves out."""
     obj = record.history_object
     setattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, record)
+    # What the record was read with (its ``select_related``), its object names without a
+    # query a row: a kill switch's account.
+    recorded = {field.name: field for field in record._meta.concrete_fields}
+    for field in obj._meta.concrete_fields:
+        kept = recorded.get(field.name)
+        if field.many_to_one and kept is not None and kept.is_cached(record):
+            field.set_cached_value(obj, kept.get_cached_value(record))
     said_at = getattr(obj, "said_at", None)
     return said_at(record.history_date) if callable(said_at) else str(obj)
 

@@ -3,11 +3,11 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import OuterRef, Value
+from django.db.models import BooleanField, Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact
 
-from audit.models import audited_history
+from audit.models import audited_history, version_of
 from hitlproject.errors import DomainError
 from hitlproject.periods import DurationAtLeast, DurationAtMost, describe_duration
 from ledger.models import Channel
@@ -342,9 +342,58 @@ def kill_switch_reason_within(reason: str) -> None:
         )
 
 
-# Set on a switch read with every other engaged one over its scope: whether one of them covers
-# the very same scope (``KillSwitch.named_apart``), so that naming it asks nothing more.
+# Set on a switch read with the others over its scope, or on a historical record of one read
+# with the others' records before it: whether it is named apart from them
+# (``KillSwitch.named_apart``), so that naming it asks nothing more.
 NAMED_APART = "_named_apart"
+
+
+def _on_the_same_scope(rows: QuerySet) -> QuerySet:
+    """Of ``rows`` (switches, or their historical records), those on the very scope of the
+    row of the outer query."""
+    # A switch on everything or on a channel has no account, and SQL's NULL equals nothing:
+    # of one scope, those with none are on the same (the model's constraint).
+    return rows.filter(scope=OuterRef("scope"), channel=OuterRef("channel")).filter(
+        Q(account_id=OuterRef("account_id")) | Q(account__isnull=True)
+    )
+
+
+def _apart_from(others: QuerySet) -> Case:
+    """Whether the outer query's switch is named apart from ``others``, the switches on its
+    very scope (``KillSwitch.named_apart``): engaged, from another engaged; released, from
+    any other."""
+    return Case(
+        When(engaged=True, then=Exists(others.filter(engaged=True))),
+        default=Exists(others),
+        output_field=BooleanField(),
+    )
+
+
+def switches_named_apart(switches: QuerySet) -> QuerySet:
+    """``switches``, each read with whether it is named apart (``KillSwitch.named_apart``) as
+    things stand, in the statement that reads them."""
+    others = _on_the_same_scope(KillSwitch.objects.exclude(pk=OuterRef("pk")))
+    return switches.annotate(**{NAMED_APART: _apart_from(others)})
+
+
+def records_named_apart(records: QuerySet) -> QuerySet:
+    """Historical records of switches, each read with whether its switch was named apart as
+    that record was written (``KillSwitch.named_apart``): of each other switch, its last
+    record written before, unless that one is its deletion. In the statement that reads
+    them: a page of them asks nothing more."""
+    history = KillSwitch.history.model
+    written_after = history.objects.filter(
+        id=OuterRef("id"),
+        history_id__gt=OuterRef("history_id"),
+        history_id__lt=OuterRef(OuterRef("history_id")),
+    )
+    others = _on_the_same_scope(
+        history.objects.filter(history_id__lt=OuterRef("history_id"))
+        .exclude(id=OuterRef("id"))
+        .exclude(history_type="-")
+        .exclude(Exists(written_after))
+    )
+    return records.annotate(**{NAMED_APART: _apart_from(others)})
 
 
 class KillSwitch(models.Model):
@@ -393,27 +442,41 @@ class KillSwitch(models.Model):
         return super().delete(*args, **kwargs)
 
     def called(self) -> str:
-        """What it is on, as its title and messages name it ("account demo"); where another
-        engaged switch covers the very same scope, with its number, as its page's address
-        has it ("account demo (#7)"): two switches on one account read alike in its title,
-        the console's lists and filters, its messages and a proposal's findings."""
+        """What it is on, as its title and messages name it ("account demo"); with its
+        number, as its page's address has it ("account demo (#7)"), where it is named apart
+        (``named_apart``): two switches on one account read alike in its title, the
+        console's lists and filters, a delete page, its messages and a proposal's
+        findings."""
         named = self.scope_in_words()
         return f"{named} (#{self.pk})" if self.named_apart() else named
 
     def named_apart(self) -> bool:
-        """Whether another switch engaged now covers the very same scope: asked of the
-        database, unless set beforehand for switches read together (``policies.services``'
-        ``kill_switches_told_apart``, ``kill_switches_named_apart``)."""
+        """Whether it is named with its number: engaged, where another switch engaged
+        covers the very same scope; released, where any other switch does (two released
+        on one account read alike on the page that deletes one). A released switch's name
+        never changes an engaged one's, which its proposals' findings recorded.
+
+        Of a past version (a history row, ``audit.models.version_of``), as things stood
+        when that version was written (``records_named_apart``), not as they stand now.
+        Asked of the database unless read beforehand (``switches_named_apart``,
+        ``records_named_apart``, ``policies.services.kill_switches_told_apart``): a list
+        of switches or of their records is read with it, in one statement."""
         apart = getattr(self, NAMED_APART, None)
-        if apart is None:
-            apart = (
-                self.pk is not None
-                and KillSwitch.objects.filter(engaged=True, scope=self.scope)
-                .filter(account_id=self.account_id, channel=self.channel)
-                .exclude(pk=self.pk)
-                .exists()
-            )
-        return apart
+        if apart is not None:
+            return apart
+        if self.pk is None:
+            return False
+        record = version_of(self)
+        if record is not None:
+            apart = getattr(record, NAMED_APART, None)
+            if apart is None:
+                records = type(record).objects.filter(history_id=record.history_id)
+                apart = records_named_apart(records).values_list(NAMED_APART, flat=True).first()
+            return bool(apart)
+        others = KillSwitch.objects.filter(
+            scope=self.scope, account_id=self.account_id, channel=self.channel
+        ).exclude(pk=self.pk)
+        return (others.filter(engaged=True) if self.engaged else others).exists()
 
     def scope_in_words(self) -> str:
         """What it covers, as every message names it: "everything", "account demo", "channel

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.actors import changed_by
@@ -34,6 +34,8 @@ from policies.models import (
     Policy,
     RulesVersion,
     policy_name,
+    records_named_apart,
+    switches_named_apart,
     windows_out_of_bounds,
 )
 
@@ -461,19 +463,17 @@ def _scope_of(switch: KillSwitch) -> tuple:
 
 
 def kill_switches_named_apart(switches: QuerySet[KillSwitch]) -> QuerySet[KillSwitch]:
-    """``switches``, engaged or not, each read with whether another engaged switch covers its
-    very scope (``KillSwitch.named_apart``), in the statement that reads them: a list of them
-    names each with no query more."""
-    # A switch on everything or on a channel has no account, and SQL's NULL equals nothing:
-    # of one scope, those with none are on the same (the model's constraint).
-    other = (
-        KillSwitch.objects.filter(
-            engaged=True, scope=OuterRef("scope"), channel=OuterRef("channel")
-        )
-        .filter(Q(account_id=OuterRef("account_id")) | Q(account__isnull=True))
-        .exclude(pk=OuterRef("pk"))
-    )
-    return switches.annotate(**{NAMED_APART: Exists(other)})
+    """``switches``, engaged or not, each read with whether it is named apart from another
+    on its very scope (``KillSwitch.named_apart``), in the statement that reads them: a list
+    of them names each with no query more."""
+    return switches_named_apart(switches)
+
+
+def kill_switch_records_named_apart(records: QuerySet) -> QuerySet:
+    """Historical records of switches (a switch's history page), each read with whether its
+    switch was named apart as it was written (``KillSwitch.named_apart``): each row names
+    the switch as things stood then, with no query more."""
+    return records_named_apart(records)
 
 
 def kill_switches_told_apart(switches: Iterable[KillSwitch]) -> list[KillSwitch]:
