@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 
@@ -141,6 +141,7 @@ from approvals.services.proposals import (
     assessed_as_retried,
     guardrail_blocks_counting_approved,
     held_back_by,
+    held_back_findings,
     held_back_reason_now,
     proposal_withdraw_for_agent,
     retry_over_cumulative_ceiling,
@@ -222,6 +223,7 @@ from policies.services import (
     brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
+    kill_switch_gone,
     kill_switch_named_in,
     kill_switch_names,
     kill_switch_reason,
@@ -970,13 +972,15 @@ def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
     return frozenset().union(*map(kill_switch_names, _kill_switches_engaged_over(proposal)))
 
 
-def _reasons_now(proposal: Proposal, reasons) -> list[str]:
+def _reasons_now(proposal: Proposal, reasons, *, none_covers_said: bool = True) -> list[str]:
     """Reasons recorded with a proposal as they stand now: a kill switch released since it
     was routed, or since it held the proposal back before executing, reads as engaged then
     and released since, wherever a person reads them (``held_back_reason_now``). One that a
     proposal approved ahead of it made reads as a person is told it, naming each proposal by
     id, where its routing recorded so (``named_for_people``: its agent was told another
-    agent's proposal, or an earlier item of its batch, without it)."""
+    agent's proposal, or an earlier item of its batch, without it). Where no kill switch
+    covers it now, each says so, unless ``none_covers_said`` is false: its page says it once,
+    below them (``_kill_switches_gone_said``)."""
     engaged_now = None
     named = named_for_people(proposal.guardrail_findings)
     said = []
@@ -987,27 +991,31 @@ def _reasons_now(proposal: Proposal, reasons) -> list[str]:
                 engaged_now = _kill_switches_named_now(proposal)
             if str(reason).startswith(HELD_BACK_ANY):
                 waits = proposal.status == ProposalStatus.PENDING_REVIEW
-                reason = held_back_reason_now(str(reason), engaged_now, waits=waits)
+                reason = held_back_reason_now(
+                    str(reason), engaged_now, waits=waits, none_covers_said=none_covers_said
+                )
             elif kill_switch_named_in(str(reason)) in engaged_now:
                 pass  # as recorded: its switch is engaged now
             else:  # released since, or moved while engaged to cover something else
                 moved = _kill_switches_moved_off(proposal)
-                reason = kill_switch_finding_now(str(reason), engaged_now, moved=moved)
+                reason = kill_switch_finding_now(
+                    str(reason), engaged_now, moved=moved, none_covers_said=none_covers_said
+                )
         else:
             reason = changed_first_now(reason)
         said.append(reason)
     return said
 
 
-def _routed_reasons_said(proposal: Proposal) -> list[str]:
-    """Why the proposal came to a person, as its agent reads it (``routing_reasons``: its
-    routing, or its re-routing before executing, which sent to a person one its first routing
-    let run), each as it stands now (``_reasons_now``); none where its reasons still say all
-    of it, as the agent's client tells it only then (``hitl_client``'s ``routed_told``)."""
+def _routed_reasons(proposal: Proposal) -> list:
+    """Why the proposal came to a person, as recorded (``routing_reasons``: its routing, or
+    its re-routing before executing, which sent to a person one its first routing let run);
+    none where its reasons still say all of it, as the agent's client tells it only then
+    (``hitl_client``'s ``routed_told``)."""
     routed = routing_reasons([proposal]).get(proposal.pk, [])
     if all(reason in proposal.verdict_reasons for reason in routed):
         return []
-    return _reasons_now(proposal, routed)
+    return routed
 
 
 # The other proposals a page names as ended by approving one: the first ones, and how many
@@ -1058,27 +1066,22 @@ def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) ->
     return Ends(lines=said, count=len(ended))
 
 
-def _kill_switches_gone_said(proposal: Proposal) -> str:
-    """For a proposal that still waits, sent to a person by kill switches none of which
-    covers it now (its reasons, as recorded, say each "is engaged"), what became of them:
-    released, or moved while engaged to cover something else ("the one above has been moved
-    to account acme since"); "" otherwise."""
-    if proposal.status != ProposalStatus.PENDING_REVIEW:
-        return ""
-    findings = [
-        finding
-        for finding in (proposal.guardrail_findings or {}).get("review", [])
-        if finding.startswith(KILL_SWITCH_FINDING)
-    ]
-    if not findings or engaged_kill_switches(proposal.account):
+def _kill_switches_gone_said(proposal: Proposal, reasons: Iterable) -> str:
+    """Where the reasons a proposal's page lists (``reasons``, as recorded: why it is here,
+    why it came to a person as proposed) name kill switches, none of which covers it now,
+    that, said once, below them, with what became of them: released, or moved while engaged
+    to cover something else ("No kill switch covers it now: the one above has been moved to
+    account acme since"); "" otherwise. Each line says only what became of its own switch:
+    the page said "no kill switch covers it now" in each, three times for a proposal one
+    switch routed and another held back."""
+    findings = []
+    for reason in map(str, reasons):
+        findings += held_back_findings(reason) if reason.startswith(HELD_BACK_ANY) else [reason]
+    findings = [finding for finding in dict.fromkeys(findings) if kill_switch_named_in(finding)]
+    if not findings or _kill_switches_engaged_over(proposal):
         return ""
     moved = _kill_switches_moved_off(proposal)
-    gone = dict.fromkeys(
-        f"moved to {moved[named]}"
-        if (named := kill_switch_named_in(finding)) in moved
-        else "released"
-        for finding in findings
-    )
+    gone = dict.fromkeys(kill_switch_gone(finding, (), moved=moved) for finding in findings)
     those = "the one above has" if len(findings) == 1 else "those above have"
     return f"No kill switch covers it now: {those} been {' or '.join(gone)} since."
 
@@ -2017,6 +2020,16 @@ class ProposalAdmin(ReadOnlyAdmin):
         # request, and what a retry could repeat.
         round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
         since = since_proposed(proposal)
+        # Why it came to a person as the agent made it, where a re-assessment (an edit's, or
+        # one after its figures moved) has replaced the verdict's reasons with its own: the
+        # reasons of the routing that sent it to one, as its agent reads them
+        # (``verdict.routed_reasons``; none where the reasons still say them, or where its
+        # routing sent it to no person).
+        routed = (
+            _routed_reasons(proposal)
+            if since.edited or proposal.verdict_outcome == VerdictOutcome.REVIEW
+            else []
+        )
         executions = _executions_said(proposal)
         # A value set against a figure that has moved since: retried, it ends superseded
         # there and then (``proposal_retry``), and nothing runs; said before the retry.
@@ -2094,18 +2107,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             "ended": proposal.status in FINAL_STATUSES,
             # What its agent proposed and what became of it since, as its messages say it.
             "since": since,
-            # Why it came to a person as the agent made it, where a re-assessment (an edit's,
-            # or one after its figures moved) has replaced the verdict's reasons with its own:
-            # the reasons of the routing that sent it to one, as its agent reads them
-            # (``verdict.routed_reasons``; none where the reasons still say them, or where
-            # its routing sent it to no person).
-            "routed_reasons": (
-                _routed_reasons_said(proposal)
-                if since.edited or proposal.verdict_outcome == VerdictOutcome.REVIEW
-                else []
-            ),
-            # Why it is here, as recorded, each as it stands now (a kill switch released).
-            "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
+            "routed_reasons": _reasons_now(proposal, routed, none_covers_said=False),
+            # Why it is here, as recorded, each as it stands now (a kill switch released);
+            # that no kill switch covers it now, said once below them (``kill_switches_gone``).
+            "reasons_now": _reasons_now(proposal, proposal.verdict_reasons, none_covers_said=False),
             "deciding_policy": routed_by,
             # Where no policy routed it because its type always goes to a person (a policy
             # change): that fixed rule, not "none matched it".
@@ -2124,7 +2129,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms": terms_then,
             "policy_terms_now": terms_now,
             "policy_terms_same_now": terms_now == terms_then,
-            "kill_switches_gone": _kill_switches_gone_said(proposal),
+            "kill_switches_gone": _kill_switches_gone_said(
+                proposal, [*(proposal.verdict_reasons or ()), *routed]
+            ),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
             # Said as its messages say it (``withdrawn_said``), its note isolated on the page.

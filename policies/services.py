@@ -571,21 +571,40 @@ def kill_switch_finding_now(
     *,
     when: str = WHEN_ROUTED,
     moved: Mapping[str, str] | None = None,
+    none_covers_said: bool = True,
 ) -> str:
     """A reason or finding recorded with a proposal, as it stands now: a kill switch's
     ("The kill switch on account demo is engaged: …") says the switch was engaged when it
     was routed and is released since, unless that switch is engaged now (``engaged_now``:
     the switches engaged over its account, as ``kill_switches_named_over`` names them), or
     was moved while engaged to cover something else (``moved``, as
-    ``kill_switches_moved_off`` says it); any other, as recorded."""
+    ``kill_switches_moved_off`` says it); any other, as recorded. Where none covers the
+    proposal now, it says so (": no kill switch covers it now"), unless ``none_covers_said``
+    is false: a page that says it once, below its lines, does not say it in each of them
+    (``kill_switch_gone``)."""
     named = kill_switch_named_in(finding)
     if not named or named in engaged_now:
         return finding
+    none_covers_now = not engaged_now and none_covers_said
     if moved and named in moved:
         finding = finding.replace(_ENGAGED, f" was engaged {when}: ", 1)
-        here = ": no kill switch covers it now." if not engaged_now else "."
+        here = ": no kill switch covers it now." if none_covers_now else "."
         return f"{finding} {KILL_SWITCH_MOVED_TO}{moved[named]} since, engaged there{here}"
-    return kill_switch_reason_released(finding, none_covers_now=not engaged_now, when=when)
+    return kill_switch_reason_released(finding, none_covers_now=none_covers_now, when=when)
+
+
+def kill_switch_gone(
+    finding: str, engaged_now: Collection[str], *, moved: Mapping[str, str] | None = None
+) -> str:
+    """What became of the switch a finding names, as ``kill_switch_finding_now`` says it:
+    "released", or "moved to account acme" (``moved``); "" where it is engaged over the
+    proposal now (``engaged_now``), or the finding is no kill switch's."""
+    named = kill_switch_named_in(finding)
+    if not named or named in engaged_now:
+        return ""
+    if moved and named in moved:
+        return f"moved to {moved[named]}"
+    return "released"
 
 
 # How a finding of a switch moved off what it covered says so (``kill_switch_finding_now``).

@@ -1449,16 +1449,26 @@ def test_a_released_kill_switch_reads_as_engaged_then_wherever_the_console_says_
     switch.engaged = False
     switch.save()
     released = (
-        "The kill switch on account demo was engaged when it was routed: Outage. Released "
-        "since: no kill switch covers it now."
+        "The kill switch on account demo was engaged when it was routed: Outage. Released since."
     )
+    none_covers = "No kill switch covers it now: the one above has been released since."
+
+    def below_it() -> str:
+        page = html.unescape(page_of(client, proposal).text)
+        assert page.lower().count("no kill switch covers it now") == 1  # once, not each line
+        return page.split('id="kill-switch-released">')[1].split("</p>")[0]
+
     assert why_it_is_here() == [released]
+    assert below_it() == f"{none_covers} It still waits for a person's decision."
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)
     assert proposal_execute(proposal_id=proposal.pk).status == "executed"
 
     assert why_it_is_here() == [released]
+    assert below_it() == none_covers
     assert "guardrail-flag" not in queue_row()
-    assert f'title="{released}">kill switch released</span>' in queue_row()
+    # The queue's mark, read alone in its row, says it in its own words.
+    marked = released.removesuffix(".") + ": no kill switch covers it now."
+    assert f'title="{marked}">kill switch released</span>' in queue_row()
 
 
 def test_another_switch_engaged_still_leaves_the_released_one_said_released(operator, login):
@@ -1534,13 +1544,14 @@ def test_kill_switch_reasons_recorded_in_their_former_words_are_still_their_swit
     channel.engaged = False
     channel.save()
     assert why_it_is_here() == [
-        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
-        "kill switch covers it now.",
-        "The kill switch on google_ads was engaged when it was routed: API change. Released "
-        "since: no kill switch covers it now.",
+        "The kill switch on demo was engaged when it was routed: Outage. Released since.",
+        "The kill switch on google_ads was engaged when it was routed: API change. Released since.",
     ]
     assert queue_mark() == []
-    assert 'id="kill-switch-released"' in page()
+    assert (
+        '<p id="kill-switch-released">No kill switch covers it now: those above have been '
+        "released since. It still waits for a person's decision.</p>"
+    ) in page()
 
 
 def test_two_released_kill_switches_are_both_said_released(login):

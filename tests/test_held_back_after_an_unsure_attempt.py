@@ -339,6 +339,6 @@ def test_a_switch_reason_that_speaks_of_attempts_is_read_whole_once_released(
 
     assert (
         "Held back before its next attempt: the kill switch on account demo was engaged then: "
-        f"{typed} Released since: no kill switch covers it now. {ANSWERED_503}: it may have "
-        "been carried out there. A person must approve it again."
+        f"{typed} Released since. {ANSWERED_503}: it may have been carried out there. A person "
+        "must approve it again."
     ) in page_text(client, held)

@@ -775,19 +775,27 @@ def test_a_held_back_note_reads_as_it_was_once_the_switch_is_released_and_it_ran
         listed = page.split('id="verdict-reasons">')[1].split("</ul>")[0]
         return re.findall(r"<li>(.*?)</li>", listed)
 
+    def below_it() -> str:
+        page = html.unescape(operator.get(url).text)
+        assert page.lower().count("no kill switch covers it now") <= 1
+        return page.split('id="kill-switch-released">')[1].split("</p>")[0]
+
     held = f"Held back before executing: the kill switch on everything is engaged: {OUTAGE}"
     assert why_it_is_here()[0] == f"{held} A person must approve it again."
 
     release(switch)
     was = (
         f"Held back before executing: the kill switch on everything was engaged then: {OUTAGE} "
-        "Released since: no kill switch covers it now."
+        "Released since."
     )
     assert why_it_is_here()[0] == f"{was} A person must approve it again."
+    none_covers = "No kill switch covers it now: the one above has been released since."
+    assert below_it() == f"{none_covers} It still waits for a person's decision."
     proposal_approve(proposal_id=proposal.pk, reviewer=person())
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
 
     assert why_it_is_here()[0] == f"{was} A person had to approve it again."
+    assert below_it() == none_covers
     proposal.refresh_from_db()
     assert proposal.verdict_reasons[0] == f"{held} A person must approve it again."  # as recorded
 
@@ -1219,7 +1227,8 @@ def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_releas
     shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
     assert (
         f"The kill switch on account demo was engaged when it was routed: {OUTAGE} Moved to "
-        "account acme since, engaged there: no kill switch covers it now."
+        "account acme since, engaged there. No kill switch covers it now: the one above has "
+        "been moved to account acme since. It still waits for a person's decision."
     ) in shown
     assert "released since" not in shown.lower()
 

@@ -2,7 +2,8 @@
 demo"), with its number where another shares that scope ("account demo (#7)"). Its history
 names it, row by row, as things stood when each row was written (it read every row as
 things stand now: "account demo (#7)" of a row written when it was alone there); two
-released switches on one account read apart in the list, the filter and the delete page."""
+released switches on one account read apart in the list, the filter and the delete page;
+and a proposal's page says once that no kill switch covers it now, not in every line."""
 
 import html
 import re
@@ -13,6 +14,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from approvals.models import ProposalStatus
+from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
 from ledger.models import Account
 from notifications.kill_switches import switch_message
 from notifications.models import Notification, NotificationKind
@@ -160,3 +164,34 @@ def test_a_released_switchs_message_names_it_apart_from_the_other_released_there
         message.paragraphs
     )
     assert first.pk != second.pk
+
+
+def test_a_held_proposals_page_says_once_that_no_kill_switch_covers_it_now(login):
+    """Routed to a person by one switch, approved, held back before it ran by a second and
+    both released: its page said "no kill switch covers it now" three times, in each line
+    naming a switch and below them. Each line says what became of its switch; the line
+    below them says once that none covers it now."""
+    first = on_demo("First outage.")
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the switch sends it to a person
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    released(first)
+    second = on_demo("Second outage.")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    released(second)
+
+    page = read(
+        login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    )
+    why = page.split("Why it is here:")[1].split("What optimizer says")[0].strip()
+
+    assert why == (
+        "Held back before executing: the kill switch on account demo was engaged then: Second "
+        "outage. Released since. A person must approve it again. "
+        "The kill switch on account demo was engaged when it was routed: First outage. "
+        "Released since. "
+        "No kill switch covers it now: those above have been released since. It still waits "
+        "for a person's decision."
+    ), why
+    assert page.lower().count("no kill switch covers it now") == 1

@@ -1468,24 +1468,46 @@ _APPROVE_AGAIN = " A person must approve it again."
 _WHEN_IT_HELD = "then"
 
 
-def held_back_reason_now(reason: str, engaged_now: Collection[str], *, waits: bool) -> str:
-    """A held-back reason (``held_back_reason``, as recorded now or before) as it stands now:
-    each switch it names that is released since (``engaged_now``, the switches engaged over
-    the proposal's account now, as ``kill_switches_named_over`` names them) reads as engaged
-    then and released since, as a finding recorded when it was routed does
-    (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person,
-    that a person had to approve it again, not that one must. What it says of the attempts
-    sent before the hold stays as recorded. Any other reason, as recorded."""
+def held_back_findings(reason: str) -> list[str]:
+    """The kill switches' findings a held-back reason (``held_back_reason``, as recorded now
+    or before) names, each as a finding opens ("The kill switch on account demo is engaged:
+    …"); none for any other reason."""
+    return _held_back_parts(reason)[1]
+
+
+def _held_back_parts(reason: str) -> tuple[str, list[str], re.Match | None]:
+    """A held-back reason's opening, the findings it names and what it says of the attempts
+    sent before the hold (``_SENT_UNSURE``); ("", [], None) for any other reason."""
     if not reason.startswith(HELD_BACK_ANY) or not reason.endswith(_APPROVE_AGAIN):
-        return reason
+        return "", [], None
     begins = HELD_BACK_BETWEEN if reason.startswith(HELD_BACK_BETWEEN) else HELD_BACK
     held = reason.removeprefix(begins).removesuffix(_APPROVE_AGAIN).strip()
     sent = _SENT_UNSURE.search(held) if begins == HELD_BACK_BETWEEN else None
     if sent is not None:
         held = held[: sent.start()]
     findings = re.split(f" (?={KILL_SWITCH_FINDING})", f"{held[:1].upper()}{held[1:]}")
+    return begins, findings, sent
+
+
+def held_back_reason_now(
+    reason: str, engaged_now: Collection[str], *, waits: bool, none_covers_said: bool = True
+) -> str:
+    """A held-back reason (``held_back_reason``, as recorded now or before) as it stands now:
+    each switch it names that is released since (``engaged_now``, the switches engaged over
+    the proposal's account now, as ``kill_switches_named_over`` names them) reads as engaged
+    then and released since, as a finding recorded when it was routed does
+    (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person,
+    that a person had to approve it again, not that one must. What it says of the attempts
+    sent before the hold stays as recorded. Any other reason, as recorded. Where none covers
+    it now, it says so, unless ``none_covers_said`` is false (``kill_switch_finding_now``)."""
+    begins, findings, sent = _held_back_parts(reason)
+    if not begins:
+        return reason
     now = " ".join(
-        kill_switch_finding_now(finding, engaged_now, when=_WHEN_IT_HELD) for finding in findings
+        kill_switch_finding_now(
+            finding, engaged_now, when=_WHEN_IT_HELD, none_covers_said=none_covers_said
+        )
+        for finding in findings
     )
     again = _APPROVE_AGAIN if waits else " A person had to approve it again."
     unsure = f" {sent.group(1)}" if sent is not None else ""
