@@ -1609,6 +1609,8 @@ class CampaignsNow:
 def campaigns_now_each(proposals: Sequence[Proposal]) -> dict[int, CampaignsNow]:
     """``CampaignsNow`` of each proposal, by id, their campaigns (and their targets') read in
     one statement."""
+    # Each once: a proposal listed twice (told to two people) would say each campaign twice.
+    proposals = list({proposal.pk: proposal for proposal in proposals}.values())
     named: dict[int, list[str]] = {}
     said: dict[int, list[str]] = {}
     paused: dict[int, list[str]] = {}

@@ -105,9 +105,9 @@ class Failure:
     # change changed since, a guardrail set since: ``retry_refused_now``, which a person's
     # retry is refused by), said to every reader in place of what a retry would send.
     retry_refused: str = ""
-    # Whether the reader of a digest listing it may retry it (``retry_refusal``, as
-    # ``notifications.services.as_read_by`` reads it for them); a single message is told
-    # whether by its ``may_decide``.
+    # Whether its reader may retry it (``retry_refusal``), as the message is told to them
+    # (``failure_as_told``): for a single message, as its ``may_decide``; for a digest
+    # listing it, as ``notifications.services.as_read_by`` reads it for them.
     may_retry: bool = True
 
     @property
@@ -201,9 +201,10 @@ class ProposalMessage:
     @property
     def campaigns_now_text(self) -> str:
         """``campaigns_now`` as sentences: "Campaign generic-search is paused now (…).", then,
-        as its page says it beside them, what approving it does there ("Approving it still
-        makes the change on generic-search as it is, paused: …"), unless its reader may not
-        approve it (``approval_refused``); else ""."""
+        as its page says it beside them, what approving (or retrying) it does there
+        ("Approving it still makes the change on generic-search as it is, paused: …"), unless
+        its reader may not approve it (``approval_refused``), or may not let it run at all
+        (``the_pause_only``); else ""."""
         said = [f"{said[:1].upper()}{said[1:]}." for said in self.campaigns_now]
         if said and self.paused_still_runs and not self.approval_refused:
             said.append(self.paused_still_runs)
@@ -437,8 +438,12 @@ def proposal_messages(
             named = approved.get(proposal_id, ([], at))[0]
             named.append(f"{username} (with edits)" if edited else username)
             approved[proposal_id] = (named, at)
+    # Each proposal once, however many people (and channels) it is told to: what is read of
+    # it is read once, and said once (a paused campaign read once a reader was said as often).
+    proposals = list({proposal.pk: proposal for proposal, _ in items}.values())
+    failed = {proposal.pk for proposal, kind in items if kind == NotificationKind.FAILED}
     failures = _failures(
-        [proposal for proposal, kind in items if kind == NotificationKind.FAILED],
+        [proposal for proposal in proposals if proposal.pk in failed],
         approved,
         failed_by=failed_by,
     )
@@ -455,13 +460,11 @@ def proposal_messages(
     # One moved off it while engaged reads as moved there, not released, as its page says.
     moved = kill_switches_moved_off() if accounts else {}
     # What its agent proposed, where it reads otherwise now, as its page says it.
-    since = since_proposed_each([proposal for proposal, _ in items])
+    since = since_proposed_each(proposals)
     # Each campaign it touches not active now, the ledger read once for all of them, and
     # what approving (or retrying) it does on those paused, as its page says it.
-    campaigns_now = campaigns_now_each([proposal for proposal, _ in items])
-    paused_still_runs = _paused_still_runs(
-        [proposal for proposal, _ in items], campaigns_now, failures
-    )
+    campaigns_now = campaigns_now_each(proposals)
+    paused_still_runs = _paused_still_runs(proposals, campaigns_now, failures)
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -653,6 +656,24 @@ def approvals_so_far(approvers: Sequence[str], proposal: Proposal) -> str:
     )
 
 
+def the_pause_only(message: ProposalMessage) -> ProposalMessage:
+    """The message as told to a person who may not let its proposal run (decide it while it
+    waits; retry it once its execution failed): a campaign of it paused now is said paused,
+    not what approving or retrying does there ("Retrying it still makes the change on
+    generic-search …"), which its page says only to one who may, beside Approve or Retry."""
+    return replace(message, paused_still_runs="")
+
+
+def failure_as_told(message: ProposalMessage, *, may_retry: bool) -> ProposalMessage:
+    """A message saying its proposal's execution failed, as told to a reader who
+    ``may_retry`` it (``retry_refusal``: their role, and whether a retry is refused now) or
+    may not: to one who may not, nothing of what a retry would do, nor what retrying does on
+    a campaign of it paused now (``the_pause_only``), as its page says those beside Retry,
+    to one it offers Retry."""
+    message = replace(message, failure=replace(message.failure, may_retry=may_retry))
+    return message if may_retry else the_pause_only(message)
+
+
 def addressed_to_one_who_may_not_decide(message: ProposalMessage, why: str) -> ProposalMessage:
     """The message as told to a person who may not decide it (``why``: why not, and who
     does): "Waits for a decision", not "Waits for your decision", and "Overdue: waits for a
@@ -662,7 +683,4 @@ def addressed_to_one_who_may_not_decide(message: ProposalMessage, why: str) -> P
         HEADLINES[NotificationKind.WAITING]: WAITS_NOT_FOR_YOU,
         HEADLINES[NotificationKind.ESCALATION]: OVERDUE_NOT_FOR_YOU,
     }.get(message.headline, message.headline)
-    # What approving does on a paused campaign is said to one who may approve it; a
-    # failure's, of its retry, stays: a failure is no one's to decide from a message.
-    paused = message.paused_still_runs if message.failure is not None else ""
-    return replace(message, headline=headline, not_yours=why, paused_still_runs=paused)
+    return replace(the_pause_only(message), headline=headline, not_yours=why)

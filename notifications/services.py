@@ -112,6 +112,7 @@ from notifications.messages import (
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
+    failure_as_told,
     in_review_window,
     proposal_messages,
     retried_text,
@@ -2205,6 +2206,7 @@ def _send_one(
                 )
                 is None
             )
+            message = failure_as_told(message, may_retry=may_decide)
         else:
             if notification.channel == NotificationChannel.SLACK:
                 # Read again where it is recorded sent: a change made since redraws it. The
@@ -2521,16 +2523,18 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
     )
     message = replace(message, told_because=_told_because_of(notification))
     if no_longer_so(told, proposal):
+        # Sent to run again since: what became of it, not what a retry would do.
         return {
             "text": outcome_text(proposal, reader=notification.recipient),
-            "message": message,
+            "message": failure_as_told(message, may_retry=False),
             "ended_as": failure_ended_as(told, proposal),
         }
+    may_retry = retry_refusal(notification.recipient, proposal) is None
     return {
         "text": "",
-        "message": message,
+        "message": failure_as_told(message, may_retry=may_retry),
         "ended_as": message.headline,
-        "may_decide": retry_refusal(notification.recipient, proposal) is None,
+        "may_decide": may_retry,
     }
 
 
@@ -2561,20 +2565,16 @@ def as_read_by(recipient, told: Sequence[Notification], messages: Sequence) -> l
         is None
         for proposal in failed
     }
-    return [
-        replace(
-            message,
-            not_yours=why_not_theirs(recipient, n.proposal, reviewers=reviewers[n.proposal_id]),
-        )
-        if n.proposal_id in reviewers
-        else replace(
-            message,
-            failure=replace(message.failure, may_retry=may_retry.get(n.proposal_id, False)),
-        )
-        if message.failure is not None
-        else message
-        for n, message in zip(told, messages, strict=True)
-    ]
+    read = []
+    for n, message in zip(told, messages, strict=True):
+        if n.proposal_id in reviewers:
+            why = why_not_theirs(recipient, n.proposal, reviewers=reviewers[n.proposal_id])
+            # As a single message to them is told (``_as_told_to``): the pause only.
+            message = addressed_to_one_who_may_not_decide(message, why) if why else message
+        elif message.failure is not None:
+            message = failure_as_told(message, may_retry=may_retry.get(n.proposal_id, False))
+        read.append(message)
+    return read
 
 
 def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:

@@ -21,7 +21,8 @@ from executors.runner import proposal_execute
 from hitlproject.formats import console_time
 from ledger.models import Campaign
 from notifications.messages import addressed_to_one_who_may_not_decide, proposal_messages
-from notifications.models import NotificationKind
+from notifications.models import Notification, NotificationKind
+from notifications.services import as_read_by
 from notifications.slack import message_blocks
 from tests.conftest import (
     bid_adjustment,
@@ -29,6 +30,7 @@ from tests.conftest import (
     creative,
     creative_batch,
     decided_from_page,
+    reallocation,
 )
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
@@ -352,3 +354,69 @@ def test_a_message_to_one_who_may_not_decide_it_says_the_pause_not_what_approvin
     assert RUNS not in told.campaigns_now_text
     slack = shown_text(message_blocks(told, may_decide=False))
     assert "Campaign generic-search is paused now" in slack and RUNS not in slack, slack
+
+
+@pytest.mark.django_db
+def test_a_digest_to_one_who_may_not_decide_it_says_the_pause_not_what_approving_does(operator):
+    """A digest's line about a proposal on a campaign paused since said to the auditor
+    "Approving it still makes the change on generic-search …" beside "auditor may not decide
+    on budget change proposals", as a single message to them no longer does: the pause alone,
+    by the one rule (``addressed_to_one_who_may_not_decide``)."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    pause("generic-search", operator)
+    raise_.refresh_from_db()
+    auditor = get_user_model().objects.get(username="auditor")
+    told = {
+        person.username: Notification(
+            proposal=raise_, recipient=person, kind=NotificationKind.WAITING
+        )
+        for person in (operator, auditor)
+    }
+    [message] = proposal_messages([(raise_, NotificationKind.WAITING)], now=timezone.now())
+
+    [to_operator] = as_read_by(operator, [told["operator"]], [message])
+    [to_auditor] = as_read_by(auditor, [told["auditor"]], [message])
+
+    assert RUNS in to_operator.campaigns_now_text and not to_operator.not_yours
+    assert to_auditor.not_yours.startswith("auditor may not decide")
+    assert to_auditor.campaigns_now_text.startswith("Campaign generic-search is paused now (by ")
+    assert RUNS not in to_auditor.campaigns_now_text
+    for template in ("digest_email.txt", "digest_email.html"):
+        email = render_to_string(f"notifications/{template}", {"messages": [to_auditor]})
+        assert "generic-search is paused now" in email and RUNS not in email, email
+
+
+@pytest.mark.django_db
+def test_a_failure_told_to_many_says_the_pause_once_and_reads_it_once(operator):
+    """A failure told to four (two people, by email and on Slack, sent together) said
+    "Campaign generic-search is paused now (…)." four times over in each message: each
+    proposal is read, and said, once, however many it is told to."""
+    failed = evaluated(reallocation("180.00"))
+    proposal_approve(proposal_id=failed.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=failed.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    pause("generic-search", operator)
+    failed.refresh_from_db()
+
+    def told(times: int):
+        with CaptureQueriesContext(connection) as read:
+            messages = proposal_messages(
+                [(failed, NotificationKind.FAILED)] * times, now=timezone.now()
+            )
+        return messages, len(read.captured_queries)
+
+    told(1)  # what is read once a process (and kept on the proposal) read before counting
+    [alone], once = told(1)
+    messages, four_times = told(4)
+
+    assert four_times == once
+    for message in messages:
+        assert len(message.campaigns_now) == 1, message.campaigns_now
+        assert message.campaigns_now_text.count("is paused now") == 1
+        assert message.campaigns_now_text == alone.campaigns_now_text

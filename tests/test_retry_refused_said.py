@@ -20,8 +20,16 @@ from django.utils import timezone
 from approvals.models import Agent, Proposal
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.formats import console_time
 from ledger.models import Campaign
-from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
+from notifications.digests import digest_send
+from notifications.models import (
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    ReachedBy,
+    Route,
+)
 from notifications.services import notifications_deliver
 from notifications.tasks import send_due_digests
 from tests.conftest import bid_adjustment, wait_until
@@ -29,6 +37,8 @@ from tests.factories import evaluated
 from tests.slack_fake import shown_text
 from tests.test_notifications_failures import OPERATOR_EMAIL, failure_messages
 from tests.test_notifications_slack import OPERATOR
+from tests.test_proposal_campaign_not_active import notice, pause
+from tests.test_retry_reassessed import failed_reallocation
 
 CAPPED = "generic-search's daily budget would be 525.00 USD, above its cap of 510.00 USD."
 FAILS_AGAIN = "A retry would fail again: its execution would refuse it."
@@ -190,3 +200,95 @@ def test_a_failure_capped_since_says_why_its_retry_is_refused_not_read_it_only(
     assert f"{refused} Read it on its page" in words(email.body)
     [call] = slack.sent("chat.postMessage", channel=OPERATOR)
     assert f"{refused} Read it on" in words(shown_text(call["blocks"]))
+
+
+RETRYING = (
+    "Retrying it still makes the change on generic-search as it is, paused: retrying does not "
+    "activate it, so the change takes effect only once someone does."
+)
+
+
+def told_of_failures(slack, proposals, people, *, together: bool) -> dict:
+    """What each of ``people`` (reached by email and on Slack) is told of each failed
+    proposal, in words, by (username, "email" | "html" | "slack", proposal id): in a message
+    of its own, or, ``together``, held and sent in one message telling of all of them."""
+    told = Notification.objects.filter(
+        proposal_id__in=[p.pk for p in proposals], kind=NotificationKind.FAILED
+    )
+    mail.outbox.clear()
+    if together:
+        told.update(status=NotificationStatus.HELD, next_attempt_at=timezone.now())
+        for person in people:
+            for channel in ("email", "slack"):
+                digest_send(
+                    recipient_id=person.pk, channel=channel, now=timezone.now(), failures=True
+                )
+    else:  # the second failure's, held to go with the first, sent alone all the same
+        told.update(status=NotificationStatus.PENDING, next_attempt_at=timezone.now())
+        notifications_deliver(notification_ids=[n.pk for n in told])
+    said = {}
+    for person in people:
+        emails = [m for m in mail.outbox if m.to == [person.email]]
+        texts = {
+            "email": [m.body for m in emails],
+            "html": [m.alternatives[0][0] for m in emails],
+            "slack": [
+                shown_text(call["blocks"])
+                for call in slack.sent("chat.postMessage", channel=f"U0{person.username.upper()}")
+            ],
+        }
+        for proposal in proposals:
+            for how, found in texts.items():
+                [text] = [t for t in found if f"#{proposal.pk} " in t]
+                if together and how != "html":
+                    text = line_of(text, proposal.pk)
+                said[(person.username, how, proposal.pk)] = words(text)
+    return said
+
+
+@pytest.fixture
+def reached(demo_world):
+    """The operator, who may retry a failed proposal, and the auditor, who may read it and
+    not retry it, both told of every failure (a route names the auditor), by email and on
+    Slack."""
+    users = get_user_model().objects
+    operator, auditor = users.get(username="operator"), users.get(username="auditor")
+    for person in (operator, auditor):
+        ReachedBy.objects.create(user=person, slack=True, email=True)
+    Route.objects.create(name="Everything, to the auditor").users.add(auditor)
+    return operator, auditor
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "together"])
+def test_a_failure_on_a_campaign_paused_since_says_what_retrying_does_to_who_may_retry(
+    reached, slack, settings, login, together
+):
+    """A move into generic-search failed, then generic-search was paused. Its Slack message
+    said to the auditor, beside "Read it on its page", "Retrying it still makes the change on
+    generic-search as it is, paused: …", which their page of it does not say (they may not
+    retry it), and said the pause once for each message going out with it; its email said
+    nothing of the pause, to anyone. Now each says what the reader's page says: the pause,
+    and, to one who may retry it, what retrying does there."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator, auditor = reached
+    failed = failed_reallocation(operator, "180.00")
+    paused = pause("generic-search", operator)
+    failed.refresh_from_db()
+
+    said = told_of_failures(slack, [failed], [operator, auditor], together=together)
+
+    pause_said = (
+        f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"{console_time(paused.executed_at)}, after this one was proposed)."
+    )
+    for person, page_says in (
+        (operator, f"{pause_said} {RETRYING}"),
+        (auditor, pause_said),
+    ):
+        assert words(notice(login(person.username), failed)) == page_says
+        for how in ("email", "html", "slack"):
+            text = said[(person.username, how, failed.pk)]
+            assert text.count("is paused now") == 1, (person, how, text)
+            assert page_says in text, (person, how, text)
+            assert (RETRYING in text) == (person == operator), (person, how, text)
