@@ -24,12 +24,14 @@ from approvals.selectors import (
     paused_still_runs_said,
     retry_checks_said,
     retry_ends_it_said,
+    retry_over_cumulative_said,
     retry_past_kill_switches_said,
     since_proposed_each,
     was_retried,
 )
 from approvals.services.acts import review_window_closed
 from approvals.services.decisions import payload_seen, retries_refused_now
+from approvals.services.proposals import retries_over_cumulative_ceiling
 from approvals.services.supersession import sets_values, target_moves_each
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -105,6 +107,11 @@ class Failure:
     # change changed since, a guardrail set since: ``retry_refused_now``, which a person's
     # retry is refused by), said to every reader in place of what a retry would send.
     retry_refused: str = ""
+    # For a reader who may retry it, where a retry would re-assess it (the budget a move draws
+    # on moved since it failed) over its policy's cumulative ceiling: that a retry, a
+    # person's approval, runs it all the same (``retry_over_cumulative_said``), as its page
+    # says beside Retry.
+    retry_over_cumulative: str = ""
     # Whether its reader may retry it (``retry_refusal``), as the message is told to them
     # (``failure_as_told``): for a single message, as its ``may_decide``; for a digest
     # listing it, as ``notifications.services.as_read_by`` reads it for them.
@@ -595,6 +602,9 @@ def _failures(
     let_through = [p for p in still_failed if p.pk not in refused]
     moved = target_moves_each([p for p in let_through if sets_values(p)])
     retry_checks = retry_checks_said([p for p in let_through if not moved.get(p.pk)])
+    # A move a retry would re-assess (the budget it draws on moved) over its policy's
+    # cumulative ceiling, as its page says beside Retry; the ledger read once for all.
+    over_cumulative = retries_over_cumulative_ceiling(let_through)
     failures = {}
     for proposal in proposals:
         at, reason = last.get(proposal.pk, (None, ""))
@@ -622,6 +632,7 @@ def _failures(
                 retry_ends_it_said(proposal, moved[proposal.pk]) if moved.get(proposal.pk) else ""
             ),
             retry_refused=refused[proposal.pk].message if proposal.pk in refused else "",
+            retry_over_cumulative=retry_over_cumulative_said(over_cumulative.get(proposal.pk, ())),
         )
     return failures
 

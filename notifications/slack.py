@@ -527,6 +527,11 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
             warned.append(_plain_section(_cut(failure.retry_refused, SECTION_TEXT_LIMIT)))
         elif may_retry and failure.retry_would:
             warned.append(_plain_section(_cut(failure.retry_would, SECTION_TEXT_LIMIT)))
+        # Re-assessed as a retry would run it, over its policy's cumulative ceiling: that a
+        # retry runs it all the same, to whoever may retry it, as its page says beside Retry.
+        if may_retry and failure.retry_over_cumulative:
+            said = _cut(failure.retry_over_cumulative, SECTION_TEXT_LIMIT)
+            warned.append(_plain_section(said))
     how = [f"• {failure.let_run}."]
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
@@ -851,6 +856,11 @@ def _digest_line(line: DigestLine) -> list[dict]:
                     )
                 ]
                 if failure.kill_switches
+                else []
+            ),
+            *(
+                [_rich(f"\n    {one_line(failure.retry_over_cumulative)}")]
+                if failure.may_retry and failure.retry_over_cumulative
                 else []
             ),
         ]

@@ -37,8 +37,9 @@ from tests.factories import evaluated
 from tests.slack_fake import shown_text
 from tests.test_notifications_failures import OPERATOR_EMAIL, failure_messages
 from tests.test_notifications_slack import OPERATOR
+from tests.test_policy_change_waiting import reallocations, saved
 from tests.test_proposal_campaign_not_active import notice, pause
-from tests.test_retry_reassessed import failed_reallocation
+from tests.test_retry_reassessed import executed_reallocation, failed_reallocation
 
 CAPPED = "generic-search's daily budget would be 525.00 USD, above its cap of 510.00 USD."
 FAILS_AGAIN = "A retry would fail again: its execution would refuse it."
@@ -292,3 +293,73 @@ def test_a_failure_on_a_campaign_paused_since_says_what_retrying_does_to_who_may
             assert text.count("is paused now") == 1, (person, how, text)
             assert page_says in text, (person, how, text)
             assert (RETRYING in text) == (person == operator), (person, how, text)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "together"])
+def test_failed_moves_their_source_cut_since_say_what_their_pages_say_of_a_retry(
+    reached, slack, settings, login, together
+):
+    """Two moves out of brand-search failed (18% and 24%, under a 25% hard ceiling and a 40%
+    cumulative one on the budget they raise); 150.00 moved the same way since. Re-assessed
+    as a retry would run them, the 24% one is above the hard ceiling: its page offers no
+    Retry and says why, as its messages do. The 18% one is over the cumulative ceiling: its
+    page says so beside Retry, but its messages said nothing of it and invited the retry.
+    Now they say it too, to whoever may retry it, as the page does."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator, auditor = reached
+    saved(
+        login("policy-owner"),
+        reallocations(),
+        block_above_magnitude="25",
+        cumulative_max_magnitude="40",
+    )
+    over_cumulative = failed_reallocation(operator, "180.00")
+    refused = failed_reallocation(operator, "240.00")
+    executed_reallocation(operator, "150.00")  # brand-search 850.00, generic-search 650.00
+
+    said = told_of_failures(
+        slack, [over_cumulative, refused], [operator, auditor], together=together
+    )
+
+    pages = {
+        (person.username, proposal.pk): login(person.username)
+        .get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+        .text
+        for person in (operator, auditor)
+        for proposal in (over_cumulative, refused)
+    }
+    [note] = re.findall(
+        r'<p class="errornote" id="retry-over-cumulative">(.*?)</p>',
+        pages[("operator", over_cumulative.pk)],
+    )
+    note = words(note)
+    assert note.startswith("Re-assessed now, as a retry would run it, as the budget it draws ")
+    assert "over the 40.0% cumulative ceiling" in note
+    [why] = re.findall(
+        r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>',
+        pages[("operator", refused.pk)],
+    )
+    why = words(why).removeprefix("The hard ceiling of the policy that routed it refuses it now: ")
+    assert why.startswith("Re-assessed since policy “Budget reallocations” routed this proposal")
+    assert "28.2% of brand-search's daily budget is above the 25.0% hard ceiling" in why
+    refusal = (
+        f"The hard ceiling of the policy that routed proposal #{refused.pk} refuses it now: {why}"
+    )
+    for person in (operator, auditor):
+        may_retry = person == operator
+        assert ('id="retry-form"' in pages[(person.username, over_cumulative.pk)]) == may_retry
+        assert 'id="retry-form"' not in pages[(person.username, refused.pk)]
+        for how in ("email", "slack") if together else ("email", "html", "slack"):
+            # Over the cumulative ceiling: said beside the retry, to one who may make it.
+            text = said[(person.username, how, over_cumulative.pk)]
+            assert (note in text) == may_retry, (person, how, text)
+            # Above the hard ceiling: why a retry is refused, to everyone, and no retry.
+            text = said[(person.username, how, refused.pk)]
+            assert refusal in text, (person, how, text)
+            assert "retry it on" not in text and "Retrying runs it anyway" not in text
+        if not together:
+            invites = "retry it on its page if it should still run"
+            assert (invites in said[(person.username, "email", over_cumulative.pk)]) == may_retry
+            assert invites not in said[(person.username, "email", refused.pk)]
+            assert "Read it on its page" in said[(person.username, "email", refused.pk)]

@@ -1348,6 +1348,31 @@ def retry_over_cumulative_ceiling(
     return tuple(hold.reason for hold in verdict.held_by if hold.rule == "cumulative_ceiling")
 
 
+def retries_over_cumulative_ceiling(proposals: Sequence[Proposal]) -> dict[int, tuple[str, ...]]:
+    """``retry_over_cumulative_ceiling`` of each failed one of ``proposals`` whose retry its
+    policy's cumulative ceiling holds, by id: the ledger read once for all of them (a message
+    told to many people, a digest of many failures), the verdict asked only of those a retry
+    would re-assess (the budget they draw on moved since)."""
+    failed = {
+        proposal.pk: proposal
+        for proposal in proposals
+        if proposal.status == ProposalStatus.FAILED
+        and not action_types.named(proposal.action_type).sets_values
+    }
+    if not failed:
+        return {}
+    campaigns = guardrail_campaigns(failed.values())
+    held = {}
+    for proposal in failed.values():
+        assessed = _assessed_as_retried(proposal, campaigns)
+        if assessed is None:
+            continue
+        reasons = retry_over_cumulative_ceiling(proposal, assessed=assessed)
+        if reasons:
+            held[proposal.pk] = reasons
+    return held
+
+
 def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
     """What ``rule``'s hard ceilings refuse about the proposal, in the engine's words ("28.0%
     of brand-search's daily budget is above the 20.0% hard ceiling of policy “…”."); nothing
