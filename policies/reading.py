@@ -30,14 +30,8 @@ back in order on screen by a right-to-left override. Matching is therefore done 
   word character. A hyphen inside a term reads as an optional hyphen with optional spaces
   around it: "risk free", "riskfree" and "risk - free" are "risk-free".
 
-The TR39 data comes from the maintained package ``confusable-homoglyphs``, which only detects
-confusables: it keeps confusables.txt as a symmetric table (each character with the characters
-it may be mistaken for) and offers no skeleton. ``_representatives`` rebuilds the classes from
-that table (a prototype and the sources mapped to it) and picks one representative for each,
-preferring a single ASCII character, so that plain Latin text is not folded at all except the
-few ASCII look-alikes TR39 names ("0" for "O", "1" and "|" for "l"). TR39 maps "m" to "rn";
-folding character by character, a class is never split across two characters, so "rn" in a
-text is not read as "m" (nor "cl" as "d"): that would flag ordinary English words.
+The skeleton is ``hitlproject.confusables``' (TR39's data, one representative for each
+confusable class, folded character by character), the one names are compared by too.
 
 A text is compared with a term only after both went through the same folding, so a word in
 another script is never compared with a Latin term letter by letter: it matches only if it
@@ -54,12 +48,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import cache, cached_property, lru_cache
 from itertools import accumulate
 
-from confusable_homoglyphs import confusables
+from hitlproject.confusables import describe, representatives, skeleton
 
 RIGHT_TO_LEFT_OVERRIDE = "\u202e"
 # Characters that change the direction a text is displayed in; see also is_direction_control.
@@ -223,12 +216,6 @@ def hidden_variation_data(text: str) -> tuple[int, int, str | None] | None:
     return runs[0].start(), len(data), spelled
 
 
-def describe(char: str) -> str:
-    """A character as an operator can look it up: "U+0430 CYRILLIC SMALL LETTER A"."""
-    name = unicodedata.name(char, "")
-    return f"U+{ord(char):04X} {name}".rstrip()
-
-
 # What str.splitlines() breaks a line at: in a quote, each would start a line of the
 # agent's own in the message that quotes it (a "reason" the platform never gave).
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -252,49 +239,6 @@ def shown(text: str) -> str:
 
 
 @cache
-def _representatives() -> dict[str, str]:
-    """Each confusable character that is not its class's representative, mapped to it."""
-    table = {
-        key.replace("\u200e", ""): [entry["c"].replace("\u200e", "") for entry in entries]
-        for key, entries in confusables.confusables_data.items()
-    }
-    classes: dict[str, set[str]] = defaultdict(set)
-    for key, others in table.items():
-        if len(others) > 1:  # a prototype, listed with every source mapped to it
-            classes[key].update([key, *others])
-        elif len(table.get(others[0], ())) != 1:  # a source, listed with its prototype
-            classes[others[0]].update([key, others[0]])
-        else:  # a pair, each listed with the other only
-            pair = min(key, others[0]), max(key, others[0])
-            classes[pair[0]].update(pair)
-
-    def preference(member: str) -> tuple:
-        single = len(member) == 1
-        ascii_ = single and member.isascii() and member.isprintable()
-        return (
-            not ascii_,
-            not (ascii_ and member.islower()),
-            not member.isalpha(),
-            not single,
-            member,
-        )
-
-    folded = {}
-    for prototype, members in classes.items():
-        representative = min(members | {prototype}, key=preference)
-        for member in members:
-            if len(member) == 1 and member != representative:
-                folded[member] = representative
-    return folded
-
-
-def _skeleton_step(text: str) -> str:
-    representatives = _representatives()
-    decomposed = unicodedata.normalize("NFD", text)
-    return "".join(representatives.get(char, char) for char in decomposed)
-
-
-@cache
 def fold_lower_first(char: str) -> str:
     """A visible character as it reads ignoring case, case folded before its look-alikes."""
     return latin_letter(char) or _fold(char.casefold())
@@ -312,12 +256,12 @@ def _fold(char: str) -> str:
     # A letter TR39 names a look-alike of an ASCII letter reads as that letter, before NFKC
     # gives it another meaning: "ϲ" GREEK LUNATE SIGMA SYMBOL shows as "c", but NFKC makes it
     # a final sigma "ς", which folds on to "σ" and "o", and "ϲure" hid the banned "cure".
-    own = _representatives().get(char, "")
+    own = representatives().get(char, "")
     if own.isascii() and own.isalpha() and unicodedata.category(char) in _LETTERS:
         char = own
     text = unicodedata.normalize("NFKC", char).translate(HYPHENS)
     for _ in range(_MAX_FOLDS):
-        folded = unicodedata.normalize("NFKC", _skeleton_step(text)).translate(HYPHENS).casefold()
+        folded = unicodedata.normalize("NFKC", skeleton(text)).translate(HYPHENS).casefold()
         if folded == text:
             break
         text = folded
