@@ -16,10 +16,11 @@ from audit.admin import (
     ChangeReasonForm,
     NamedRecordForm,
     is_history_page,
+    other_names,
 )
 from audit.models import history_model_permissions
 from hitlproject.formats import console_time
-from hitlproject.validation import name_shows_as_itself
+from hitlproject.validation import name_reads_as_no_other, name_shows_as_itself
 from hitlproject.vocabulary import how_many
 
 
@@ -90,13 +91,23 @@ class WithoutHistoryPermissions:
 class PersonForm(ChangeReasonForm):
     """A person's username is how every record names them ("Approved by operator"): one
     that would show as another's (Django takes any script's letters, so "operatоr" with a
-    Cyrillic "о") is refused when it is given or changed, as a policy's or a role's name is."""
+    Cyrillic "о") is refused when it is given or changed, as a policy's or a role's name is;
+    so is one that reads as another person's ("расе", in Cyrillic letters, beside "pace"),
+    ignoring case as Django does for a new person ("Admin" beside "admin"), and for a person
+    renamed too, which Django's own check does not see. (Django writes a username in NFKC
+    itself: a full-width "ａdmin" is "admin".)"""
 
-    def clean_username(self) -> str:
+    def clean_username(self) -> str | None:
         own = getattr(super(), "clean_username", None)  # a new person's: not taken already
         username = own() if own else self.cleaned_data["username"]
-        if "username" in self.changed_data:
+        if username is not None and "username" in self.changed_data:  # None: refused already
             name_shows_as_itself(username)
+            name_reads_as_no_other(
+                username,
+                other_names(self, "username"),
+                kind=self._meta.model._meta.verbose_name,
+                ignoring_case=True,
+            )
         return username
 
 

@@ -56,7 +56,12 @@ from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
-from hitlproject.validation import name_shows_as_itself, one_line, with_lf_line_breaks
+from hitlproject.validation import (
+    name_reads_as_no_other,
+    name_shows_as_itself,
+    one_line,
+    with_lf_line_breaks,
+)
 from hitlproject.vocabulary import as_sentence
 
 logger = logging.getLogger(__name__)
@@ -1241,13 +1246,31 @@ class NamedRecordForm(ChangeReasonForm):
     its label reads on other pages ("Routed by policy “Bid adjustments”", a route's group, a
     campaign's account): a name that would show as another one does is refused, when it is
     given or changed (one saved before the check keeps its record's other settings open to
-    change)."""
+    change), and so is one that reads as another record's of its kind ("Віԁ adjustments",
+    in Cyrillic letters, beside the policy “Bid adjustments”).
+
+    A name given or changed is kept composed (NFC): an accented letter typed as a letter and a
+    combining accent ("Café" as macOS writes it in a file's name, pasted) is the same text as
+    the letter with its accent, shown the same, so it is kept as the one a search for it
+    finds, not refused for a difference no one can see."""
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
         if "name" in self.changed_data:
+            name = unicodedata.normalize("NFC", name)
             name_shows_as_itself(name)
+            name_reads_as_no_other(
+                name, other_names(self, "name"), kind=self._meta.model._meta.verbose_name
+            )
         return name
+
+
+def other_names(form: forms.ModelForm, field: str) -> list[tuple[int, str]]:
+    """The id and name of every record of the form's kind but its own, in one query."""
+    others = form._meta.model._default_manager.all()
+    if form.instance.pk is not None:
+        others = others.exclude(pk=form.instance.pk)
+    return list(others.values_list("pk", field))
 
 
 def changed_since_said(opts, said: list[str], kept: list[str], conflicts: list[str]) -> str:

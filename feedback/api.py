@@ -38,7 +38,11 @@ from hitlproject.validation import (
     ShownTextField,
     StrictQuery,
     StrictSerializer,
+    disguises_said,
+    letters_in_disguise,
     may_show_as_another,
+    reading_as_said,
+    reads_as,
 )
 from hitlproject.vocabulary import NOTE_MAX_LENGTH, how_many
 from hitlproject.wakeups import feedback_topic
@@ -48,7 +52,8 @@ MAX_METRICS = 50
 
 class MetricsField(serializers.DictField):
     """Figures by name: at most 50, names of 1 to 100 printable characters that show as
-    themselves (``may_show_as_another``), each a number kept as written (``FigureField``)."""
+    themselves (``may_show_as_another``, each letter in another's dress named) and no two
+    reading alike (``reads_as``), each a number kept as written (``FigureField``)."""
 
     child = FigureField()
 
@@ -58,12 +63,32 @@ class MetricsField(serializers.DictField):
             raise serializers.ValidationError(f"At most {MAX_METRICS} figures.")
         # Printable, and each shown as itself: the proposal's page listed "ctr 0.01, сtr 0.7"
         # (a Cyrillic "с"), and a name with a variation selector or spaces at its end alike.
-        if any(not 1 <= len(name) <= 100 or may_show_as_another(name) for name in metrics):
+        disguised = {name: letters_in_disguise(name) for name in metrics}
+        if any(
+            not 1 <= len(name) <= 100 or may_show_as_another(name.translate(str.maketrans(its)))
+            for name, its in disguised.items()
+        ):
             raise serializers.ValidationError(
                 "Names are 1 to 100 printable characters, each shown as itself: no invisible "
                 "or blank characters, no spaces at either end or two together, no word mixing "
                 "Latin, Cyrillic or Greek letters."
             )
+        # A letter in another's dress: "ｃtr 0.7" (a full-width "ｃ") beside "ctr 0.01".
+        for name, its in disguised.items():
+            if its:
+                raise serializers.ValidationError(
+                    f"Names are each shown as itself: “{name}” holds {disguises_said(its)}. "
+                    "Write each as the letter or digit it shows as."
+                )
+        # Two names that read alike: "сор" (in Cyrillic letters) beside "cop".
+        read: dict[tuple[str, ...], str] = {}
+        for name in metrics:
+            other = read.setdefault(reads_as(name), name)
+            if other != name:
+                raise serializers.ValidationError(
+                    f"Names are each shown as itself: “{name}” reads as “{other}”"
+                    f"{reading_as_said(name, other)}. Name each so that it reads as itself."
+                )
         return metrics
 
 

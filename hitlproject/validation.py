@@ -4,7 +4,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import cached_property
 from typing import Any
@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from hitlproject.confusables import describe, representatives, skeleton
 from hitlproject.errors import InvalidInput
 from hitlproject.schema import docstring_for_code_readers
 
@@ -207,12 +208,53 @@ def shows_nothing(text: str) -> bool:
 _LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 
+# How Unicode marks a character drawn raised, lowered or as a fraction ("™", "m²", "CO₂",
+# "1ª", "½"): it reads as itself, not as the letters or digits it is made of.
+_DRAWN_AS_ITSELF = ("<super>", "<sub>", "<fraction>")
+# Characters keyboards type that NFKC makes another: the micro sign ("µs"; a name with the
+# Greek "μ" NFKC makes of it reads as one with it, ``reads_as``), and the Hangul letters a
+# Korean keyboard types for a letter standing alone ("ㄱ").
+_TYPED_AS_THEMSELVES = re.compile("[\u00b5\u3131-\u318e]")
+_SMALL_CAPITAL = re.compile("LATIN LETTER SMALL CAPITAL ([A-Z])")
+
+
+def letters_in_disguise(text: str) -> dict[str, str]:
+    """The characters of a name that are a letter or digit in another one's dress, each with
+    the letter or digit it shows as: full-width ("ｃ" shows as "c"), half-width ("ｶ" as
+    "カ"), mathematical ("𝐜"), circled ("ⓒ", "①"), squared, ligatures ("ﬁ" as "fi"),
+    Roman numerals ("Ⅳ" as "IV"), presentation forms, and letters one may tell from another
+    only by name (the Kelvin sign as "K"): the characters NFKC makes letters or digits of
+    (Unicode's compatibility forms, there for the old encodings that had them); and the
+    Latin small capitals ("ᴄ" as "C"), which it leaves. A letter with an accent, written as
+    one character or as a letter and a combining mark, is itself."""
+    found: dict[str, str] = {}
+    for char in dict.fromkeys(text):
+        if char.isascii() or _TYPED_AS_THEMSELVES.match(char):
+            continue
+        small_capital = _SMALL_CAPITAL.fullmatch(unicodedata.name(char, ""))
+        if small_capital:
+            found[char] = small_capital.group(1)
+            continue
+        normalized = unicodedata.normalize("NFKC", char)
+        if normalized == char or unicodedata.decomposition(char).startswith(_DRAWN_AS_ITSELF):
+            continue
+        if any(each.isalnum() for each in normalized):
+            # What it shows as: the ASCII letter TR39 names it a look-alike of, where NFKC
+            # gives it another meaning ("ϲ" GREEK LUNATE SIGMA SYMBOL shows as "c", NFKC
+            # makes it a final sigma "ς").
+            ascii_ = representatives().get(char, "")
+            ascii_letter = len(ascii_) == 1 and ascii_.isascii() and ascii_.isalpha()
+            found[char] = ascii_ if ascii_letter and not normalized.isascii() else normalized
+    return found
+
+
 def may_show_as_another(text: str) -> bool:
     """Whether a name may show as another name does: it shows nothing, or holds an
     invisible, blank or unprintable character (a zero-width space, a direction override, a
     no-break space, a variation selector, a Hangul filler), or spaces at its ends or two
     together (a page draws them as one, or as none), or a word mixing letters of scripts
-    that look alike ("сtr", a Cyrillic "с" before Latin letters, shows as "ctr")."""
+    that look alike ("сtr", a Cyrillic "с" before Latin letters, shows as "ctr"), or a letter
+    or digit in another's dress ("ｃtr", a full-width "ｃ": ``letters_in_disguise``)."""
     if shows_nothing(text) or text != text.strip(" ") or "  " in text:
         return True
     scripts: set[str] = set()  # of the word being read
@@ -225,7 +267,7 @@ def may_show_as_another(text: str) -> bool:
         scripts.add(unicodedata.name(char, "").split(" ", 1)[0])
         if len(scripts & _LOOK_ALIKE_SCRIPTS) > 1:
             return True
-    return False
+    return bool(letters_in_disguise(text))
 
 
 NAME_SHOWS_AS_ANOTHER = (
@@ -235,11 +277,90 @@ NAME_SHOWS_AS_ANOTHER = (
 )
 
 
+def disguises_said(disguised: dict[str, str]) -> str:
+    """Letters in disguise, as a refusal names them: "“ｃ” (U+FF43 FULLWIDTH LATIN SMALL
+    LETTER C) shows as “c”, “𝐭” (U+1D42D MATHEMATICAL BOLD SMALL T) as “t”"."""
+    return ", ".join(
+        f"“{char}” ({describe(char)}) {'shows as ' if index == 0 else 'as '}“{shown}”"
+        for index, (char, shown) in enumerate(disguised.items())
+    )
+
+
 def name_shows_as_itself(name: str) -> None:
     """A form's validator of a name people tell records apart by (a policy's, a route's, a
-    role's): one that may show as another name does (``may_show_as_another``) is refused."""
+    role's): one that may show as another name does (``may_show_as_another``) is refused,
+    naming each letter in disguise it holds."""
+    disguised = letters_in_disguise(name)
+    if disguised and not may_show_as_another(name.translate(str.maketrans(disguised))):
+        raise ValidationError(
+            "This name would show as another name does: "
+            + disguises_said(disguised)
+            + ". Write each as the letter or digit it shows as.",
+            code="shows_as_another",
+        )
     if may_show_as_another(name):
         raise ValidationError(NAME_SHOWS_AS_ANOTHER, code="shows_as_another")
+
+
+def reads_as(name: str, *, ignoring_case: bool = False) -> tuple[str, ...]:
+    """What a name reads as, to tell whether two names read alike: its TR39 skeleton
+    (``hitlproject.confusables``: "сор" in Cyrillic reads as "cop", "Віԁ" as "Bid"), with
+    its compatibility forms read as the letters they show ("ｃ" as "c", as a name saved
+    before they were refused may hold them). ``ignoring_case``: two names that differ only in
+    case read alike too; look-alikes and case do not commute (Latin "I" reads as "l", but is
+    "i" ignoring case), so it is read both ways, and two names read alike if either does."""
+
+    def read(text: str) -> str:
+        return skeleton(unicodedata.normalize("NFKC", skeleton(text)))
+
+    if not ignoring_case:
+        return (read(name),)
+    return read(name).casefold(), read(name.casefold())
+
+
+def read_alike(
+    name: str, named: Iterable[tuple[Any, str]], *, ignoring_case: bool = False
+) -> tuple[Any, str] | None:
+    """The first of ``named`` (each a key, a record's id, and a name) whose name is not
+    ``name`` yet reads as it does (``reads_as``); None if none does."""
+    mine = reads_as(name, ignoring_case=ignoring_case)
+    for key, other in named:
+        theirs = reads_as(other, ignoring_case=ignoring_case)
+        if other != name and any(a == b for a, b in zip(mine, theirs, strict=True)):
+            return key, other
+    return None
+
+
+def name_reads_as_no_other(
+    name: str, named: Iterable[tuple[Any, str]], *, kind: str, ignoring_case: bool = False
+) -> None:
+    """A form's validator of a name given or changed, against the names of the other records
+    of its ``kind`` (``named``: each record's id and name): one that is not another's name
+    yet reads as it (``read_alike``) is refused, naming that record and the characters that
+    make it read so. A name the same as another's is not this check's to refuse: a draft
+    policy has the name of the policy it was duplicated from, and where a name must be
+    unique (a person's, a role's) the database says so."""
+    alike = read_alike(name, named, ignoring_case=ignoring_case)
+    if alike is None:
+        return
+    key, other = alike
+    raise ValidationError(
+        f"This name would show as another name does: it reads as the {kind} “{other}” "
+        f"(#{key}){reading_as_said(name, other)}. Name it so that it reads as itself.",
+        code="reads_as_another",
+    )
+
+
+def reading_as_said(name: str, other: str) -> str:
+    """Why ``name`` reads as ``other``, to follow the words saying it does: ", differing from
+    it only in case", or the characters that differ at their places (": its “В” (U+0412
+    CYRILLIC CAPITAL LETTER VE) shows as “B”"); nothing if the two differ in length."""
+    if name.casefold() == other.casefold():
+        return ", differing from it only in case"
+    if len(name) != len(other):
+        return ""
+    differ = {mine: theirs for mine, theirs in zip(name, other, strict=True) if mine != theirs}
+    return ": its " + disguises_said(differ)
 
 
 class ShownTextField(serializers.CharField):

@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from ledger.models import Account, Campaign
@@ -154,8 +156,23 @@ def test_a_route_account_campaign_or_role_named_as_it_would_show_as_another_is_r
     assert model.objects.count() == before
 
 
+# Names as people write them, none reading as another's: accented Latin, Greek, Japanese,
+# Arabic, Hebrew, a Cyrillic word, an emoji without joiners, a trade mark and a subscript.
+ORDINARY_NAMES = [
+    "Café Ads",
+    "Zürich",
+    "Ρυθμίσεις προσφορών",
+    "コンバージョン",
+    "حملة الربيع",
+    "קמפיין אביב",
+    "Ставки",
+    "🚀 Launch",
+    "Acme™ CO₂",
+]
+
+
 @pytest.mark.parametrize("kind", NAMED_IN_CONSOLE)
-@pytest.mark.parametrize("name", ["Ρυθμίσεις προσφορών", "コンバージョン"])
+@pytest.mark.parametrize("name", ORDINARY_NAMES)
 def test_a_route_account_campaign_or_role_named_in_another_script_is_taken(login, kind, name):
     page, model = named_in_console(login, kind, name)
 
@@ -201,3 +218,201 @@ def person_values(client: Client, url: str, username: str) -> dict:
         groups=[],
         user_permissions=[],
     )
+
+
+# Letters in another's dress: each is what NFKC, or its name, says it shows as.
+DISGUISED = [
+    ("\uff43pc bids", "“ｃ” (U+FF43 FULLWIDTH LATIN SMALL LETTER C) shows as “c”"),
+    ("\U0001d41cpc bids", "“𝐜” (U+1D41C MATHEMATICAL BOLD SMALL C) shows as “c”"),
+    ("\u24d2pc bids", "“ⓒ” (U+24D2 CIRCLED LATIN SMALL LETTER C) shows as “c”"),
+    ("\u1d04pc bids", "“ᴄ” (U+1D04 LATIN LETTER SMALL CAPITAL C) shows as “C”"),
+]
+
+
+@pytest.mark.parametrize(("name", "said"), DISGUISED)
+def test_a_policy_named_with_a_letter_in_another_ones_dress_is_refused_naming_it(
+    login, demo_world, name, said
+):
+    """A policy owner added a policy named "ｃpc bids", its "ｃ" a full-width letter: it read
+    as "cpc bids" to everyone, yet a search for "cpc" did not find it, and beside a policy
+    named "cpc bids" no one could tell which routed what. Refused, naming the letter and what
+    it shows as; nothing saved."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    before = Policy.objects.count()
+
+    page = client.post(
+        url, form_data(client, url, name=name, action_type="bid_adjustment", priority="7")
+    )
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["name"] == [
+        f"This name would show as another name does: {said}. Write each as the letter or "
+        "digit it shows as."
+    ]
+    assert Policy.objects.count() == before
+
+
+# "Віԁ" is three Cyrillic letters (В, і, komi ԁ): each word is written in one script, so no
+# word mixes scripts, yet the name reads as the demo's "Bid adjustments".
+BID_IN_CYRILLIC = "\u0412\u0456\u0501 adjustments"
+
+
+def test_a_policy_whose_name_reads_as_another_policys_is_refused_naming_it(login, demo_world):
+    """A policy owner added a policy named "Віԁ adjustments" in Cyrillic letters, beside the
+    vetted "Bid adjustments": every proposal it let run said "Routed by policy “Bid
+    adjustments”" to its reader. Refused, naming the policy it reads as and the letters
+    that make it so; nothing saved."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    vetted = Policy.objects.get(name="Bid adjustments")
+    before = Policy.objects.count()
+
+    page = client.post(
+        url,
+        form_data(client, url, name=BID_IN_CYRILLIC, action_type="bid_adjustment", priority="7"),
+    )
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["name"] == [
+        "This name would show as another name does: it reads as the policy “Bid adjustments” "
+        f"(#{vetted.pk}): its “В” (U+0412 CYRILLIC CAPITAL LETTER VE) shows as “B”, “і” "
+        "(U+0456 CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I) as “i”, “ԁ” (U+0501 "
+        "CYRILLIC SMALL LETTER KOMI DE) as “d”. Name it so that it reads as itself."
+    ]
+    assert Policy.objects.count() == before
+
+
+def test_a_policy_renamed_to_read_as_another_is_refused_and_one_keeping_its_name_is_saved(
+    login, demo_world
+):
+    """Two policies whose names read alike, saved before the check: one keeps its name and
+    has its ceiling changed, as before. Renamed to read as the vetted "Bid adjustments", it is
+    refused; its name stays."""
+    Policy.objects.create(name="\u0441\u043e\u0440", action_type="bid_adjustment")  # "сор"
+    policy = Policy.objects.create(name="cop", action_type="bid_adjustment", priority=3)
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+
+    page = client.post(url, form_data(client, url, auto_execute_max_magnitude="5"))
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.05")
+    page = client.post(url, form_data(client, url, name=BID_IN_CYRILLIC))
+    assert "it reads as the policy “Bid adjustments”" in page.text
+    assert Policy.objects.get(pk=policy.pk).name == "cop"
+
+
+def test_a_policy_named_with_an_accent_written_apart_is_kept_as_the_name_it_shows(
+    login, demo_world
+):
+    """ "Café Ads" pasted with its "é" written as "e" and a combining acute accent (as macOS
+    writes a file's name) shows as "Café Ads": it is taken, and kept as the "Café Ads" typed
+    on any keyboard, so a search for that finds it and a policy of that name reads as it."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+
+    page = client.post(
+        url,
+        form_data(client, url, name="Cafe\u0301 Ads", action_type="bid_adjustment", priority="7"),
+    )
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert Policy.objects.filter(name="Caf\u00e9 Ads").exists()
+
+
+@pytest.mark.parametrize("kind", NAMED_IN_CONSOLE)
+def test_a_route_account_campaign_or_role_whose_name_reads_as_anothers_is_refused(login, kind):
+    """A role named "сор" in Cyrillic letters, beside the role "cop", read on a route's page
+    as the role it tells. Refused, naming the one it reads as; nothing saved."""
+    model = NAMED_IN_CONSOLE[kind][1]
+    existing = model.objects.order_by("pk").first()
+    existing.name = "cop"
+    existing.save()
+    before = model.objects.count()
+
+    page, _ = named_in_console(login, kind, "\u0441\u043e\u0440")
+
+    assert page.status_code == 200  # the form again, saying why
+    said = page.context["adminform"].form.errors["name"]
+    assert said[0].startswith(
+        "This name would show as another name does: it reads as the "
+        f"{model._meta.verbose_name} “cop” (#{existing.pk}): its “с” (U+0441 CYRILLIC SMALL "
+        "LETTER ES) shows as “c”"
+    )
+    assert model.objects.count() == before
+
+
+def test_a_person_whose_username_reads_as_anothers_is_refused(demo_world):
+    """Records name a person by username: "расе", in Cyrillic letters, approved as "pace"
+    to every reader of the history."""
+    pace = get_user_model().objects.create_user("pace")
+    client = administrator()
+    url = reverse("admin:auth_user_add")
+    before = get_user_model().objects.count()
+
+    page = client.post(url, person_values(client, url, "\u0440\u0430\u0441\u0435"))
+
+    assert page.status_code == 200  # the form again, saying why
+    assert (
+        f"it reads as the user “pace” (#{pace.pk})"
+        in page.context["adminform"].form.errors["username"][0]
+    )
+    assert get_user_model().objects.count() == before
+
+
+def test_a_person_renamed_to_differ_from_another_only_in_case_is_refused(demo_world):
+    """Django refuses a new person named "Operator" beside "operator", but took a person
+    renamed so: "Approved by Operator" read as the operator's approval."""
+    client = administrator()
+    person = get_user_model().objects.create_user("bob")
+    operator = get_user_model().objects.get(username="operator")
+    url = reverse("admin:auth_user_change", args=[person.pk])
+
+    page = client.post(url, change_person_values(client, url, "Operator"))
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["username"] == [
+        "This name would show as another name does: it reads as the user “operator” "
+        f"(#{operator.pk}), differing from it only in case. Name it so that it reads as itself."
+    ]
+    assert get_user_model().objects.get(pk=person.pk).username == "bob"
+
+
+def test_a_person_added_differing_from_another_only_in_case_is_told_so(demo_world):
+    """Django's own check refuses "Operator" beside "operator"; the look-alike check after it
+    read the username it had set aside (none) and the page failed with a server error."""
+    client = administrator()
+    url = reverse("admin:auth_user_add")
+
+    page = client.post(url, person_values(client, url, "Operator"))
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["username"] == [
+        "A user with that username already exists."
+    ]
+
+
+def change_person_values(client: Client, url: str, username: str) -> dict:
+    return form_data(client, url, username=username)
+
+
+def test_a_name_given_is_checked_against_the_others_in_one_query(login, demo_world):
+    """However many policies there are, a name given is read against all of theirs in one
+    query: a save takes as many queries beside ten more policies as without them."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    data = form_data(client, url, name=BID_IN_CYRILLIC, action_type="bid_adjustment")
+
+    def queries_of_a_save() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            page = client.post(url, data)
+        assert "it reads as the policy “Bid adjustments”" in page.text
+        return len(queries)
+
+    alone = queries_of_a_save()
+    for number in range(10):
+        Policy.objects.create(name=f"Bids {number}", action_type="bid_adjustment")
+
+    assert queries_of_a_save() == alone

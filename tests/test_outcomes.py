@@ -278,10 +278,54 @@ def test_a_figure_named_as_it_would_show_as_another_is_refused(optimizer, execut
     assert "0.7" not in page.text.split('data-label="Figures">')[-1].split("<")[0]
 
 
-def test_figures_named_in_other_scripts_are_taken(optimizer, executed):
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("\uff43tr", "“ｃ” (U+FF43 FULLWIDTH LATIN SMALL LETTER C) shows as “c”"),
+        ("\U0001d41ctr", "“𝐜” (U+1D41C MATHEMATICAL BOLD SMALL C) shows as “c”"),
+    ],
+)
+def test_a_figure_named_with_a_letter_in_another_ones_dress_is_refused_naming_it(
+    optimizer, executed, name, said
+):
+    """An agent reported "ctr" 0.01 and, beside it, "ｃtr" 0.7 with a full-width "ｃ": the
+    proposal's page read "ctr 0.01, ctr 0.7". A 400 naming the letter and what it shows as;
+    nothing is recorded."""
+    response = optimizer.post(
+        outcome_url(executed), {"metrics": {"ctr": 0.01, name: 0.7}}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["metrics"] == [
+        f"Names are each shown as itself: “{name}” holds {said}. Write each as the letter or "
+        "digit it shows as."
+    ]
+    assert not Outcome.objects.exists()
+
+
+def test_two_figures_whose_names_read_alike_are_refused(optimizer, executed):
+    """ "cop" and "сор" (three Cyrillic letters, no word mixing scripts) read alike on the
+    proposal's page: a 400 naming both and the letters that differ; nothing is recorded."""
     response = optimizer.post(
         outcome_url(executed),
-        {"metrics": {"Klicks (Ελλάδα)": 3, "コンバージョン率": 0.2, "cost per click": 1.5}},
+        {"metrics": {"cop": 0.01, "\u0441\u043e\u0440": 0.7}},
+        format="json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["metrics"] == [
+        "Names are each shown as itself: “сор” reads as “cop”: its “с” (U+0441 CYRILLIC SMALL "
+        "LETTER ES) shows as “c”, “о” (U+043E CYRILLIC SMALL LETTER O) as “o”, “р” (U+0440 "
+        "CYRILLIC SMALL LETTER ER) as “p”. Name each so that it reads as itself."
+    ]
+    assert not Outcome.objects.exists()
+
+
+def test_figures_named_in_other_scripts_are_taken(optimizer, executed):
+    names = ["Klicks (Ελλάδα)", "コンバージョン率", "cost per click", "Café", "CO₂ µg/m³", "Ставки"]
+    response = optimizer.post(
+        outcome_url(executed),
+        {"metrics": {name: number for number, name in enumerate(names)}},
         format="json",
     )
     assert response.status_code == 201, response.content
