@@ -57,6 +57,7 @@ from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
 from hitlproject.validation import (
+    name_as_typed,
     name_reads_as_no_other,
     name_shows_as_itself,
     one_line,
@@ -1249,15 +1250,13 @@ class NamedRecordForm(ChangeReasonForm):
     change), and so is one that reads as another record's of its kind ("Віԁ adjustments",
     in Cyrillic letters, beside the policy “Bid adjustments”).
 
-    A name given or changed is kept composed (NFC): an accented letter typed as a letter and a
-    combining accent ("Café" as macOS writes it in a file's name, pasted) is the same text as
-    the letter with its accent, shown the same, so it is kept as the one a search for it
-    finds, not refused for a difference no one can see."""
+    A name given or changed is kept as the text it shows (``name_as_typed``): composed, and its
+    full- and half-width letters and digits as the plain ones ("２０２６年" as "2026年")."""
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
         if "name" in self.changed_data:
-            name = unicodedata.normalize("NFC", name)
+            name = name_as_typed(name)
             name_shows_as_itself(name)
             name_reads_as_no_other(
                 name, other_names(self, "name"), kind=self._meta.model._meta.verbose_name

@@ -248,6 +248,27 @@ def letters_in_disguise(text: str) -> dict[str, str]:
     return found
 
 
+# How Unicode marks the full- and half-width forms East Asian keyboards type ("２０２６",
+# "ｶﾝﾍﾟｰﾝ"): the same letters and digits, drawn to the width of the text around them.
+_WIDTH_FORMS = ("<wide>", "<narrow>")
+
+
+def name_as_typed(name: str) -> str:
+    """A name given or changed, kept as the text it shows: composed (NFC: "Café" typed as a
+    letter and a combining accent, as macOS writes it in a file's name, is the letter with its
+    accent), and its full- and half-width letters and digits kept as the plain ones they show
+    (a Japanese keyboard types "２０２６年" for "2026年", "ｃpc" for "cpc"): the same name to
+    its readers, kept as the one a search for it finds, not refused for a difference no one
+    can see, nor kept as one that reads as "cpc" and is not found by it."""
+    folded = "".join(
+        unicodedata.normalize("NFKC", char)
+        if unicodedata.decomposition(char).startswith(_WIDTH_FORMS)
+        else char
+        for char in name
+    )
+    return unicodedata.normalize("NFC", folded)
+
+
 def may_show_as_another(text: str) -> bool:
     """Whether a name may show as another name does: it shows nothing, or holds an
     invisible, blank or unprintable character (a zero-width space, a direction override, a

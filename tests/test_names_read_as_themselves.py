@@ -222,7 +222,6 @@ def person_values(client: Client, url: str, username: str) -> dict:
 
 # Letters in another's dress: each is what NFKC, or its name, says it shows as.
 DISGUISED = [
-    ("\uff43pc bids", "“ｃ” (U+FF43 FULLWIDTH LATIN SMALL LETTER C) shows as “c”"),
     ("\U0001d41cpc bids", "“𝐜” (U+1D41C MATHEMATICAL BOLD SMALL C) shows as “c”"),
     ("\u24d2pc bids", "“ⓒ” (U+24D2 CIRCLED LATIN SMALL LETTER C) shows as “c”"),
     ("\u1d04pc bids", "“ᴄ” (U+1D04 LATIN LETTER SMALL CAPITAL C) shows as “C”"),
@@ -233,10 +232,10 @@ DISGUISED = [
 def test_a_policy_named_with_a_letter_in_another_ones_dress_is_refused_naming_it(
     login, demo_world, name, said
 ):
-    """A policy owner added a policy named "ｃpc bids", its "ｃ" a full-width letter: it read
-    as "cpc bids" to everyone, yet a search for "cpc" did not find it, and beside a policy
-    named "cpc bids" no one could tell which routed what. Refused, naming the letter and what
-    it shows as; nothing saved."""
+    """A policy owner added a policy named "𝐜pc bids", its "𝐜" a mathematical bold letter: it
+    read as "cpc bids" to everyone, yet a search for "cpc" did not find it, and beside a
+    policy named "cpc bids" no one could tell which routed what. Refused, naming the letter
+    and what it shows as; nothing saved."""
     client = login("policy-owner")
     url = reverse("admin:policies_policy_add")
     before = Policy.objects.count()
@@ -320,6 +319,34 @@ def test_a_policy_named_with_an_accent_written_apart_is_kept_as_the_name_it_show
 
     assert page.status_code == 302, page.context["adminform"].form.errors
     assert Policy.objects.filter(name="Caf\u00e9 Ads").exists()
+
+
+# Full- and half-width forms, as East Asian keyboards type them, and the plain text they show.
+TYPED_AT_A_WIDTH = [
+    ("\uff43pc bids", "cpc bids"),  # a full-width "ｃ"
+    ("\uff12\uff10\uff12\uff16年キャンペーン", "2026年キャンペーン"),  # full-width digits
+    ("\uff76\uff9d\uff8d\uff9f\uff70\uff9d", "カンペーン"),  # half-width katakana, "ﾍﾟ" as "ペ"
+]
+
+
+@pytest.mark.parametrize(("typed", "kept"), TYPED_AT_A_WIDTH)
+def test_a_policy_named_in_full_or_half_width_letters_is_kept_as_the_plain_ones_it_shows(
+    login, demo_world, typed, kept
+):
+    """A policy owner on a Japanese keyboard typed "２０２６年キャンペーン", its digits full-width
+    as the keyboard types them beside kana: taken, and kept as "2026年キャンペーン", the name
+    it shows, which a search for "2026" finds (it was refused, as a name in another's dress).
+    "ｃpc bids" with a full-width "ｃ" is kept as "cpc bids", so it reads as what it is."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+
+    page = client.post(
+        url, form_data(client, url, name=typed, action_type="bid_adjustment", priority="7")
+    )
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert Policy.objects.filter(name=kept).exists()
+    assert not Policy.objects.filter(name=typed).exists()
 
 
 @pytest.mark.parametrize("kind", NAMED_IN_CONSOLE)
