@@ -45,6 +45,7 @@ from approvals.models import (
     WithdrawnBy,
     later_attempts,
     retry_started,
+    sent_to_run_again_read,
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
@@ -2754,6 +2755,9 @@ def _executions_said(proposal: Proposal) -> list[Execution]:
         execution.proposal = proposal
         execution.retry_started = after.started_at if after is not None else None
         execution.retry_due = due
+    # Who sent it to run again after each failure a person retried, in one read for all.
+    sent_to_run_again_read(executions)
+    for execution in executions:
         execution.status_said = execution.status_as_said()
         execution.key_sent = keys.get(execution.attempt, "")
     return executions
@@ -2780,6 +2784,7 @@ class ExecutionChangeList(ConsoleChangeList):
         for execution in self.result_list:
             execution.key_sent = keys.get(execution.pk, "")
             execution.retry_due = due.get(execution.proposal_id)
+        sent_to_run_again_read(self.result_list)  # who sent each failed one to run again
 
 
 class AttemptStatusFilter(KnownValuesOnly, admin.SimpleListFilter):

@@ -3,14 +3,14 @@ from datetime import datetime
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.models import audited_history, version_of, version_recorded_at
 from hitlproject.formats import console_time
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
-from hitlproject.vocabulary import ProposalStatus, VerdictOutcome
+from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, ProposalStatus, VerdictOutcome
 
 
 class AgentKind(models.TextChoices):
@@ -393,9 +393,13 @@ class Execution(models.Model):
         as_of = version_recorded_at(self)
         retried = self.retry_started_at()
         tried_again = retried is not None and (as_of is None or retried <= as_of)
+        sent_again = self.sent_to_run_again()
+        if sent_again is not None and as_of is not None and sent_again[1] > as_of:
+            sent_again = None  # sent to run again after this version's own time
         return attempt_status_said(
             self,
             tried_again=tried_again,
+            sent_again=sent_again,
             to_be_tried_again=as_of is None and self.awaits_retry(),
             due=getattr(self, "retry_due", None),
         )
@@ -428,6 +432,69 @@ class Execution(models.Model):
         )
         return self.retry_started
 
+    def sent_to_run_again(self) -> tuple[str, datetime] | None:
+        """Who sent it to run again and when, if it failed and a person's retry followed it
+        (before the next attempt began, if one did): the attempt after it was theirs, not the
+        runner's own. Read with it where a page reads many (``sent_to_run_again_read``), else
+        once."""
+        if self.status != ExecutionStatus.FAILED:
+            return None
+        for read_with in (self, version_of(self)):
+            if hasattr(read_with, "sent_again"):
+                return read_with.sent_again
+        sent_to_run_again_read([self])
+        return self.sent_again
+
+
+# How the history record of a person's retry begins ("sent to run again by operator"), and how
+# it began before it said it so: a record keeps the words it was written with.
+RETRY_RECORDED = (f"{SENT_TO_RUN_AGAIN} by ", "execution retried by ")
+
+
+def person_retries(proposal_ids) -> QuerySet:
+    """The history records of each time a person sent a failed execution of one of
+    ``proposal_ids`` to run again (their approval to run it), in order: ``id`` (the
+    proposal's), ``history_date`` and ``history_actor`` (who, as the record names them)."""
+    recorded_as_retry = Q()
+    for words in RETRY_RECORDED:
+        recorded_as_retry |= Q(history_change_reason__startswith=words)
+    return (
+        Proposal.history.filter(
+            recorded_as_retry,
+            id__in=proposal_ids,
+            status=ProposalStatus.APPROVED,
+            history_actor_kind="user",
+        )
+        .order_by("id", "history_id")
+        .values_list("id", "history_date", "history_actor")
+    )
+
+
+def sent_to_run_again_read(executions) -> None:
+    """Each failed attempt of ``executions`` given ``sent_again``: who sent its proposal to
+    run again after it and when (its first such retry after it began, before the attempt
+    after it began), or None where the runner tried again on its own or nothing followed;
+    one query for all, none if none failed. Each one's next attempt's start is read as
+    ``retry_started_at`` reads it (annotated, or once)."""
+    failed = [e for e in executions if e.status == ExecutionStatus.FAILED]
+    for execution in failed:
+        execution.sent_again = None
+    if not failed:
+        return
+    retries: dict[int, list[tuple[datetime, str]]] = {}
+    for pk, at, by in person_retries({execution.proposal_id for execution in failed}):
+        retries.setdefault(pk, []).append((at, by))
+    for execution in failed:
+        next_began = execution.retry_started_at()
+        execution.sent_again = next(
+            (
+                (by, at)
+                for at, by in retries.get(execution.proposal_id, [])
+                if execution.started_at < at and (next_began is None or at <= next_began)
+            ),
+            None,
+        )
+
 
 def later_attempts() -> QuerySet:
     """The attempts of an attempt's proposal after it (``Exists`` of it: it was tried
@@ -450,15 +517,21 @@ def attempt_status_said(
     tried_again: bool,
     to_be_tried_again: bool = False,
     due: datetime | None = None,
+    sent_again: tuple[str, datetime] | None = None,
 ) -> str:
     """An attempt's status, as its proposal's page, the list of executions and its own page
     say it: a failed one after which another was made, "Failed, tried again", not a bare
     "Failed"; one whose next attempt is yet to come (``to_be_tried_again``), "Failed, to be
     tried again at 15:15:39" (``due``: when the next is due, if read), as its proposal's
-    status line says it is due. A bare "Failed" is said only of one nothing follows."""
+    status line says it is due. A bare "Failed" is said only of one nothing follows. One a
+    person sent to run again (``sent_again``: who, when) says so, "Failed, sent to run again
+    by operator2 at 21:30:04 UTC": "tried again" is the runner's own further attempt."""
     status = execution.get_status_display()
     if execution.status != ExecutionStatus.FAILED:
         return status
+    if sent_again is not None:
+        by, at = sent_again
+        return f"{status}, {SENT_TO_RUN_AGAIN} by {by} at {console_time(at)}"
     if tried_again:
         return f"{status}, tried again"
     if not to_be_tried_again:

@@ -35,6 +35,7 @@ from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.models import (
+    RETRY_RECORDED,
     Agent,
     Decision,
     DecisionOutcome,
@@ -43,6 +44,7 @@ from approvals.models import (
     Proposal,
     ProposalStatus,
     WithdrawnBy,
+    person_retries,
 )
 from approvals.services.acts import FigureAhead
 from approvals.services.lifecycle import by_a_reviewer
@@ -686,9 +688,8 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
     )
 
 
-# How the history record of a person's retry begins ("sent to run again by operator"), and how
-# it began before it said it so: a record keeps the words it was written with.
-_RETRY_RECORDED = (f"{SENT_TO_RUN_AGAIN} by ", "execution retried by ")
+# How the history record of a person's retry begins (``approvals.models.RETRY_RECORDED``).
+_RETRY_RECORDED = RETRY_RECORDED
 
 
 def was_retried(proposal) -> bool:
@@ -1067,20 +1068,8 @@ def retries_of(proposals: Iterable[Proposal]) -> dict[int, list[Retry]]:
     failed = [pk for pk, attempts in failures.items() if attempts]
     if not failed:
         return {}
-    recorded_as_retry = Q()
-    for words in _RETRY_RECORDED:
-        recorded_as_retry |= Q(history_change_reason__startswith=words)
     retries: dict[int, list[Retry]] = defaultdict(list)
-    for pk, at, by in (
-        Proposal.history.filter(
-            recorded_as_retry,
-            id__in=failed,
-            status=ProposalStatus.APPROVED,
-            history_actor_kind="user",
-        )
-        .order_by("id", "history_id")
-        .values_list("id", "history_date", "history_actor")
-    ):
+    for pk, at, by in person_retries(failed):
         before = [a for a in failures[pk] if a.started_at < at]
         retries[pk].append(Retry(at=at, failed=before[-1] if before else None, by=by))
     return dict(retries)

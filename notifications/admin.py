@@ -32,6 +32,7 @@ from approvals.models import (
     Proposal,
     ProposalStatus,
     attempt_status_said,
+    sent_to_run_again_read,
 )
 from approvals.services.acts import Act, may_act, permission_refusal
 from approvals.templatetags.console import attempt_left
@@ -697,12 +698,20 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
             what += f"; reason: {decision.get_reason_code_display()}"
         add(decision.created_at, f"Decision: {what}", decision.note, decision)
     executions = list(proposal.executions.order_by("attempt"))
+    for execution, after in zip(executions, [*executions[1:], None], strict=False):
+        execution.retry_started = after.started_at if after is not None else None
+    sent_to_run_again_read(executions)  # who sent each failed one to run again, if a person
     for execution in executions:
-        # Its status as its page and the proposal's say it ("failed, tried again").
-        said = attempt_status_said(execution, tried_again=execution is not executions[-1])
+        # Its status as its page and the proposal's say it ("failed, tried again", "failed,
+        # sent to run again by operator2 at …").
+        said = attempt_status_said(
+            execution,
+            tried_again=execution is not executions[-1],
+            sent_again=execution.sent_to_run_again(),
+        )
         what = (
             f"Execution attempt {execution.attempt} by the {execution.executor} executor: "
-            f"{said.lower()}"
+            f"{said[:1].lower()}{said[1:]}"
         )
         if execution.status == ExecutionStatus.SUCCEEDED:
             what = format_html("{}; after it: {}", what, attempt_left(execution))
