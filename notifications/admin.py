@@ -60,6 +60,7 @@ from notifications.models import (
     SWITCH_MOVED_ONTO_LABEL,
     UPDATE_NOTES,
     Claim,
+    DecisionDeadline,
     Delivery,
     Notification,
     NotificationKind,
@@ -673,12 +674,52 @@ DECIDED = {DecisionOutcome.APPROVE: "Approved", DecisionOutcome.REJECT: "Rejecte
 ELSEWHERE_LISTED = 200
 
 
+def deadline_record_said(record) -> str:
+    """A record of a decision deadline's history (each as the chain seals it), in words: its
+    round and when it is due, then what was done, as the record says why it was written
+    (the round began, half the time was gone and who was reminded, it was overdue and who was
+    escalated to, the round ended, an edit began it again); an ended round, in time or not."""
+    what = f"Decision deadline, round {record.review_round}, due {console_time(record.due_at)}"
+    why = (record.history_change_reason or "").rstrip(".")
+    if not why:  # none recorded: what it holds
+        why = "ended" if record.ended_at else "set" if record.history_type == "+" else "changed"
+    if record.ended_at is not None and why.startswith("Review round ended"):
+        why += ", in time" if record.ended_at <= record.due_at else ", after the deadline"
+    return f"{what}: {why[:1].lower()}{why[1:]}"
+
+
+def claim_records(proposal: Proposal) -> list:
+    """The records of who took a proposal on (“I'll take it”) and gave it back, oldest
+    first, each given ``said``: one query. A proposal has one claim, saved again as each
+    person takes it; given back, its lapse is moved to then."""
+    records = list(
+        Claim.history.filter(proposal_id=proposal.pk).select_related("user").order_by("history_id")
+    )
+    before = None
+    for record in records:
+        who = record.user.get_username() if record.user is not None else "someone since removed"
+        given_back = (
+            before is not None
+            and record.user_id == before.user_id
+            and record.claimed_at == before.claimed_at
+        )
+        if given_back:
+            record.said = f"{who} gave it back (no longer on it)"
+        else:
+            until = console_time(record.lapses_at)
+            record.said = f"{who} took it on (“I'll take it”) until {until}"
+        before = record
+    return records
+
+
 def recorded_elsewhere(proposal: Proposal) -> list[dict]:
     """What is on record about a proposal in records of their own, not in its history: the
     decisions with their notes (a rejection's, an edit's), the attempts to execute it with
-    what each left in the ledger or why it failed, the outcomes reported, who was
-    told of it, the feedback its agent was given and the callback events sent to it, each
-    with when, who, what it says, and its page; oldest first."""
+    what each left in the ledger or why it failed, the outcomes reported, who was told of
+    it, the records of its decision deadlines (due, reminded, escalated, ended), who took it
+    on and gave it back, the feedback its agent was given and the callback events sent to
+    it, each with when, who, what it says, and its page where it has one; oldest first. A
+    fixed number of reads, however many there are."""
     entries = []
 
     def add(at, what: str, note: str, obj) -> None:
@@ -727,6 +768,10 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
             f"{notification.get_kind_display()}; {notification.get_status_display().lower()}"
         )
         add(notification.created_at, what, "", notification)
+    for record in DecisionDeadline.history.filter(proposal_id=proposal.pk).order_by("history_id"):
+        add(record.history_date, deadline_record_said(record), "", record)
+    for record in claim_records(proposal):
+        add(record.history_date, record.said, "", record)
     for feedback in proposal.feedback.select_related("agent").order_by("created_at", "pk"):
         what = f"Feedback to {feedback.agent} (agent): {feedback.get_kind_display()}"
         if feedback.reason_code:

@@ -5,19 +5,27 @@ was sent, and the outcomes reported. The page left them all to the proposal's pa
 
 import html
 import re
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from feedback.services import outcome_report_by_user
+from hitlproject.formats import console_time
 from ledger.models import Creative
+from notifications.deadlines import deadlines_sweep
+from notifications.models import Claim, DecisionDeadline
+from notifications.services import proposal_claim, proposal_release
 from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
+from tests.test_notifications_deadlines import decide_within
 
 
 def elsewhere(page: str) -> list[tuple[str, str]]:
@@ -113,3 +121,72 @@ def test_a_creative_batch_s_attempt_says_the_creatives_it_put_in_the_ledger(logi
         f"ledger record #{first.pk} “Run far”, ledger record #{second.pk} “Run light”",
         "—",
     ) in elsewhere(page)
+
+
+def test_the_history_page_lists_its_decision_deadline_s_records_and_who_took_it_on(
+    login, demo_world
+):
+    """The records of its decision deadline (set as its review round began, the reminder at
+    half time, the escalation once overdue, the round's end), sealed in the chain as the
+    rest are, and of who took it on and gave it back, were left out of the list: an
+    auditor read nothing of when a decision was due, or whether it came in time."""
+    decide_within(seconds=600)
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation())
+    deadline = DecisionDeadline.objects.get(proposal=proposal)
+    due = console_time(deadline.due_at)
+    proposal_claim(proposal_id=proposal.pk, user=operator)
+    proposal_release(proposal_id=proposal.pk, user=operator)
+    DecisionDeadline.objects.filter(pk=deadline.pk).update(remind_at=timezone.now())
+    deadlines_sweep()
+    deadline.refresh_from_db()
+    assert deadline.reminded_at is not None
+    proposal_reject(
+        proposal_id=proposal.pk, reviewer=operator, reason_code="other", note="Not this week."
+    )
+
+    url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+    page = html.unescape(login("auditor").get(url).content.decode())
+    whats = [what for what, _ in elsewhere(page)]
+    said = f"Decision deadline, round 1, due {due}: "
+    deadlines = [what for what in whats if what.startswith(said)]
+    assert (
+        deadlines[0]
+        == said + "review round began: a decision is due by its policy's “decide within”"
+    )
+    assert deadlines[1].startswith(said + "reminded")
+    assert deadlines[2] == said + "review round ended: rejected, in time"
+    assert len(deadlines) == 3
+    lapses = console_time(Claim.history.earliest("history_id").lapses_at)
+    took = whats.index(f"operator took it on (“I'll take it”) until {lapses}")
+    assert whats[took + 1] == "operator gave it back (no longer on it)"
+    assert whats.index(deadlines[0]) < took < whats.index(deadlines[1])
+    decided = next(i for i, what in enumerate(whats) if what.startswith("Decision: Rejected"))
+    assert whats.index(deadlines[1]) < decided <= whats.index(deadlines[2]) + 1
+    described = page[page.index('id="recorded-elsewhere"') :]
+    assert "each change to its decision deadlines" in described.split("</p>")[0]
+
+
+def test_the_history_page_reads_its_deadline_records_in_a_fixed_number_of_queries(
+    login, demo_world
+):
+    """One deadline record or five, the page is read in as many statements: none a record."""
+    decide_within(seconds=600)
+    client = login("auditor")
+
+    def statements(changes: int) -> tuple[int, int]:
+        proposal = evaluated(reallocation())
+        deadline = DecisionDeadline.objects.get(proposal=proposal)
+        for n in range(changes):
+            deadline.remind_at = deadline.remind_at + timedelta(seconds=1)
+            deadline._change_reason = f"Moved, {n + 1}."
+            deadline.save()
+        url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+        with CaptureQueriesContext(connection) as read:
+            page = html.unescape(client.get(url).content.decode())
+        listed = [w for w, _ in elsewhere(page) if w.startswith("Decision deadline")]
+        return len(listed), len(read.captured_queries)
+
+    one, five = statements(0), statements(4)
+    assert (one[0], five[0]) == (1, 5)
+    assert one[1] == five[1]
