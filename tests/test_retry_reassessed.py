@@ -286,3 +286,76 @@ def test_a_failed_move_within_the_policy_that_decides_it_now_is_retried(login, o
     assert proposal_retry(proposal_id=failed.pk, reviewer=operator).status == "approved"
     assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
     assert budgets() == (Decimal("670.00"), Decimal("830.00"))
+
+
+@pytest.mark.django_db
+def test_a_failed_move_an_edit_re_assessed_is_refused_as_unchanged_where_its_policy_is(
+    login, operator
+):
+    """Proposed at 190.00, edited to 180.00 (its edit re-assessed it under "Budget
+    reallocations", 20% hard ceiling, unchanged since), failed; a policy for the optimizer's
+    reallocations with a 25% hard ceiling added since; brand-search cut to 850.00 (21.2%).
+    Its execution refuses it by the routing policy's ceiling, "unchanged since", but the page
+    said that policy "has changed since it routed this proposal (version 2; now version 2)"."""
+    saved(login("policy-owner"), reallocations(), block_above_magnitude="20")
+    proposal = evaluated(reallocation("190.00"))
+    edited = {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "180.00"}
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=edited)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.FAILED
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    optimizers_policy(block_above_magnitude=Decimal("0.25"))
+    executed_reallocation(operator, "150.00")  # brand-search 1,000.00 -> 850.00
+    why = (
+        "Re-assessed since policy “Budget reallocations” routed this proposal (version 2, "
+        "unchanged since), as the budget it draws on moved: 21.2% of brand-search's daily "
+        "budget is above the 20.0% hard ceiling of policy “Budget reallocations”."
+    )
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    assert 'id="retry-form"' not in page.text
+    [note] = re.findall(
+        r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page.text
+    )
+    assert as_read(note) == (
+        f"The hard ceiling of the policy that routed it refuses it now: {why} "
+        "A retry would fail again: its execution would refuse it."
+    )
+    assert "has changed since" not in as_read(page.text)
+
+
+@pytest.mark.django_db
+def test_a_failed_move_no_policy_routed_is_judged_by_the_policy_that_decides_it_now(
+    login, operator
+):
+    """Routed to a person by no policy ("Budget reallocations" switched off), failed; a
+    policy for the optimizer's reallocations with a 20% hard ceiling added since; brand-search
+    cut to 850.00: 180.00 is 21.2% of it. Only a proposal a policy routed was judged by the
+    one that decides it now: the page offered Retry, and its execution, re-assessed under
+    that policy, would fail at once. Now the page says that policy refuses it."""
+    policy = reallocations()
+    policy.is_active = False
+    policy.save()
+    failed = failed_reallocation(operator, "180.00")
+    assert failed.verdict_policy_id is None
+    optimizers_policy(block_above_magnitude=Decimal("0.20"))
+    executed_reallocation(operator, "150.00")  # brand-search 1,000.00 -> 850.00
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[failed.pk]))
+
+    assert 'id="retry-form"' not in page.text
+    [note] = re.findall(
+        r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page.text
+    )
+    assert as_read(note) == (
+        "The hard ceiling of the policy that decides it now refuses it now: Re-assessed now, "
+        "as a retry would run it, as the budget it draws on moved, under policy “Reallocations "
+        "by optimizer” (version 1), which decides it now: 21.2% of brand-search's daily budget "
+        "is above the 20.0% hard ceiling of policy “Reallocations by optimizer”. A retry would "
+        "fail again: its execution would refuse it."
+    )
+    with pytest.raises(DomainError):
+        proposal_retry(proposal_id=failed.pk, reviewer=operator)
+    failed.refresh_from_db()
+    assert failed.status == ProposalStatus.FAILED and failed.executions.count() == 1

@@ -1102,19 +1102,25 @@ def hard_ceilings_lowered_since(
     verdict is: ``verdict_for``), which is another than routed it where a more specific one
     was added since: judged, and said, by that one's hard ceiling then
     (``_retry_decided_by``), as well as by the routing one's where it changed since."""
-    proposals = [proposal for proposal in proposals if proposal.verdict_policy_id is not None]
+    proposals = list(proposals)
     retried = {}
     if campaigns is not None:
         for proposal in proposals:
             judged = _as_retried(proposal, campaigns)
             if judged is not None:
                 retried[proposal.pk] = judged
+    # One no policy routed (none matched it then) is judged too: its retry's execution is.
     decided_by = _retry_decided_by(proposals, retried)
+    proposals = [
+        proposal
+        for proposal in proposals
+        if proposal.verdict_policy_id is not None or proposal.pk in decided_by
+    ]
     policies: dict[int, Policy] = {}
     for proposal in proposals:
         if Proposal.verdict_policy.is_cached(proposal):
             policies[proposal.verdict_policy_id] = proposal.verdict_policy
-    unread = {proposal.verdict_policy_id for proposal in proposals} - policies.keys()
+    unread = {proposal.verdict_policy_id for proposal in proposals} - policies.keys() - {None}
     if unread:
         policies |= Policy.objects.in_bulk(unread)
     capped = {
@@ -1165,28 +1171,43 @@ def hard_ceilings_lowered_since(
             and judged is None
         ):
             continue
-        found = hard_ceilings_refuse(
-            judged or proposal, rule_from_policy(policy, latest[policy.pk])
-        )
+        found = _routing_ceiling_refuses(proposal, judged or proposal, policy, routed, latest)
         if found:
-            then = version_number(policy.pk, proposal.verdict_policy_version or routed)
-            now = version_number(policy.pk, latest[policy.pk])
-            since = (
-                f"Policy “{policy.name}” has changed since it routed this proposal (version "
-                f"{then}; now version {now}): "
-                if then != now
-                else f"Re-assessed since policy “{policy.name}” routed this proposal (version "
-                f"{now}, unchanged since), as the budget it draws on moved: "
-            )
-            refused[proposal.pk] = (HardCeilingFinding(since + " ".join(found)),)
+            refused[proposal.pk] = found
     return refused
+
+
+def _routing_ceiling_refuses(
+    proposal: Proposal,
+    judged: Proposal,
+    policy: Policy,
+    routed: int | None,
+    latest: Mapping[int, int | None],
+) -> tuple[str, ...]:
+    """What the hard ceilings of ``policy``, the one that routed ``proposal``, as it stands
+    (``latest``), refuse about it as ``judged`` (its retry's re-assessment, or itself), said
+    as changed since it routed it, or re-assessed since under it unchanged."""
+    found = hard_ceilings_refuse(judged, rule_from_policy(policy, latest[policy.pk]))
+    if not found:
+        return ()
+    then = version_number(policy.pk, proposal.verdict_policy_version or routed)
+    now = version_number(policy.pk, latest[policy.pk])
+    since = (
+        f"Policy “{policy.name}” has changed since it routed this proposal (version "
+        f"{then}; now version {now}): "
+        if then != now
+        else f"Re-assessed since policy “{policy.name}” routed this proposal (version "
+        f"{now}, unchanged since), as the budget it draws on moved: "
+    )
+    return (HardCeilingFinding(since + " ".join(found)),)
 
 
 def _retry_decided_by(
     proposals: Sequence[Proposal], retried: Mapping[int, Proposal]
 ) -> dict[int, tuple[Rule, Policy]]:
     """Of the failed ``proposals`` a retry would re-assess (``retried``, by id), those another
-    policy than routed them decides now (a more specific one added since), with its rule and
+    policy than routed them decides now (a more specific one added since, or one where none
+    matched them when they were routed), with its rule and
     policy as in force: what their retry's re-assessment is judged by, as any verdict is
     (``executors.runner._reassessed``, ``verdict_for``), where their page used to judge it by
     the routing one. The rules in force read once, and their agents in one statement where
@@ -1240,17 +1261,7 @@ def _retry_refused_by(
         return ()
     if latest[capped.pk] == routed and proposal.reassessed_policy_version is None:
         return ()  # unchanged since it routed it: its execution does not ask it again
-    found = hard_ceilings_refuse(judged, rule_from_policy(capped, latest[capped.pk]))
-    if not found:
-        return ()
-    then = version_number(capped.pk, proposal.verdict_policy_version or routed)
-    now = version_number(capped.pk, latest[capped.pk])
-    return (
-        HardCeilingFinding(
-            f"Policy “{capped.name}” has changed since it routed this proposal (version "
-            f"{then}; now version {now}): " + " ".join(found)
-        ),
-    )
+    return _routing_ceiling_refuses(proposal, judged, capped, routed, latest)
 
 
 def _in_place_of(policy: Policy | None, routed: int | None) -> str:
