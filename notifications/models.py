@@ -463,15 +463,15 @@ class DecisionDeadline(models.Model):
     def ending_said(self) -> str:
         """How the round ended, as the proposal's page says it beside when: "decided in time",
         "decided after the deadline"; one nobody decided, how it ended instead ("superseded
-        before anyone decided it"), not "in time" as if it had been decided then."""
+        before enough people approved it"), not "in time" as if it had been decided then,
+        nor "before anyone decided it" of a round one of two reviewers approved (as an
+        expiry's reason, ``approvals.services.expiry.expiry_reason``, says it)."""
         if self.ended_at is None:
             return ""
         if self.met is not None:
             return "decided in time" if self.met else "decided after the deadline"
-        if self.ended_as == S.EXPIRED:
-            return "expired: nobody decided it"
         ended = S(self.ended_as).label.lower() if self.ended_as in S.values else "ended"
-        return f"{ended} before anyone decided it"
+        return f"{ended} before enough people approved it"
 
 
 class Claim(models.Model):

@@ -854,7 +854,7 @@ def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
     proposal_withdraw(agent=withdrawn.agent, proposal_id=withdrawn.pk, note="not now")
     said = deadline_said(withdrawn)
     assert "in time" not in said and "after the deadline" not in said
-    assert said.endswith(", withdrawn before anyone decided it")
+    assert said.endswith(", withdrawn before enough people approved it")
 
     expired = evaluated(reallocation("160.00"))
     Proposal.objects.filter(pk=expired.pk).update(
@@ -862,7 +862,7 @@ def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
     )
     assert proposals_expire_overdue() == 1
     said = deadline_said(expired)
-    assert "in time" not in said and said.endswith(", expired: nobody decided it")
+    assert "in time" not in said and said.endswith(", expired before enough people approved it")
 
     decided = evaluated(reallocation("170.00"))
     proposal_reject(
@@ -871,6 +871,44 @@ def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
         reason_code="too_aggressive",
     )
     assert deadline_said(decided).endswith(", decided in time")
+
+
+def test_a_round_one_of_two_approved_is_not_said_ended_before_anyone_decided_it(login):
+    """Under a two-person rule, one operator approved, then the round expired, or its agent
+    withdrew it: its deadline line read "expired: nobody decided it" and "withdrawn before
+    anyone decided it" beside the approval its page lists and "1 of the 2 approvals" (the
+    words its agent's record legend no longer says). It says what ended it before enough
+    people approved it."""
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.decide_within = timedelta(hours=2)
+    policy.required_approvals = 2
+    policy.save()
+    operator = login("operator")
+    approver = get_user_model().objects.get(username="operator")
+
+    def deadline_said(proposal) -> str:
+        page = detail(operator, proposal).split('id="proposal-deadline"')[1].split("</p>")[0]
+        return " ".join(strip_tags(page).split())
+
+    expired = evaluated(reallocation("160.00"))
+    assert proposal_approve(proposal_id=expired.pk, reviewer=approver).status == "pending_review"
+    Proposal.objects.filter(pk=expired.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert proposals_expire_overdue() == 1
+    assert (
+        "1 of 2 approvals" in Proposal.history.filter(id=expired.pk).latest().history_change_reason
+    )
+    said = deadline_said(expired)
+    assert said.endswith(", expired before enough people approved it"), said
+    assert "nobody" not in said
+
+    withdrawn = evaluated(reallocation("150.00"))
+    assert proposal_approve(proposal_id=withdrawn.pk, reviewer=approver).status == "pending_review"
+    proposal_withdraw(agent=withdrawn.agent, proposal_id=withdrawn.pk, note="not now")
+    said = deadline_said(withdrawn)
+    assert said.endswith(", withdrawn before enough people approved it"), said
+    assert "anyone" not in said
 
 
 def test_a_message_on_slack_is_named_on_slack_as_one_by_email_is_by_email(login, settings):
