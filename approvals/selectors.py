@@ -2674,23 +2674,19 @@ def _engaged_spans(switch: KillSwitch) -> list[tuple[datetime, datetime | None, 
     twenty (its history page read the proposals' history twice a version)."""
     versions = list(switch.history.order_by("history_id"))
     spans: list[tuple[datetime, datetime | None, KillSwitch]] = []
+    extends = False  # whether the version before engaged it, where this one does
     for number, version in enumerate(versions):
         if not version.engaged or version.history_type == "-":
+            extends = False
             continue
         until = versions[number + 1].history_date if number + 1 < len(versions) else None
-        if spans and spans[-1][1] == version.history_date and _same_scope(spans[-1][2], version):
+        engaged = version.instance
+        if extends and spans[-1][2].very_scope() == engaged.very_scope():
             spans[-1] = (spans[-1][0], until, spans[-1][2])
-            continue
-        spans.append((version.history_date, until, version.instance))
+        else:
+            spans.append((version.history_date, until, engaged))
+        extends = True
     return spans
-
-
-def _same_scope(switch: KillSwitch, version) -> bool:
-    return (switch.scope, switch.account_id, switch.channel) == (
-        version.scope,
-        version.account_id,
-        version.channel,
-    )
 
 
 def _written_while_engaged(records, since: datetime, until: datetime | None, engaged: KillSwitch):

@@ -103,7 +103,9 @@ from policies.models import (
     KillSwitchScope,
     Policy,
     lines,
+    records_named_apart,
     same_scope,
+    switches_named_apart,
 )
 from policies.reading import describe, is_invisible
 from policies.receivers import HELD_BACK_NOW
@@ -111,8 +113,6 @@ from policies.services import (
     DecidesInstead,
     deciding_rule,
     kill_switch_called,
-    kill_switch_records_named_apart,
-    kill_switches_named_apart,
     kill_switches_still_over,
     live_policies,
     policies_deciding_instead,
@@ -2310,13 +2310,13 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def get_queryset(self, request):
         # Each named as its title is, with its number where another shares its scope
         # (``KillSwitch.named_apart``), in the statement that reads the list.
-        return kill_switches_named_apart(super().get_queryset(request).select_related("account"))
+        return switches_named_apart(super().get_queryset(request).select_related("account"))
 
     def get_history_queryset(self, request, history_manager, pk_name, object_id):
         # Each row names the switch as things stood when it was written (its number where
         # another switch shared its scope then), not as they stand now, in one statement.
         records = super().get_history_queryset(request, history_manager, pk_name, object_id)
-        return kill_switch_records_named_apart(records.select_related("account"))
+        return records_named_apart(records.select_related("account"))
 
     def get_object(self, request, object_id, from_field=None):
         switch = super().get_object(request, object_id, from_field)

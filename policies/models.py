@@ -478,6 +478,12 @@ class KillSwitch(models.Model):
         ).exclude(pk=self.pk)
         return (others.filter(engaged=True) if self.engaged else others).exists()
 
+    def very_scope(self) -> tuple[str, int | None, str]:
+        """The very scope it covers, as two switches on one (or a switch and the scope it
+        covered in a version of its history) compare: two on one read alike but for their
+        numbers."""
+        return (self.scope, self.account_id, self.channel)
+
     def scope_in_words(self) -> str:
         """What it covers, as every message names it: "everything", "account demo", "channel
         Google Ads" (its title read "Kill switch on demo" and "on google_ads" beside a

@@ -34,8 +34,6 @@ from policies.models import (
     Policy,
     RulesVersion,
     policy_name,
-    records_named_apart,
-    switches_named_apart,
     windows_out_of_bounds,
 )
 
@@ -458,32 +456,14 @@ def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     )
 
 
-def _scope_of(switch: KillSwitch) -> tuple:
-    return (switch.scope, switch.account_id, switch.channel)
-
-
-def kill_switches_named_apart(switches: QuerySet[KillSwitch]) -> QuerySet[KillSwitch]:
-    """``switches``, engaged or not, each read with whether it is named apart from another
-    on its very scope (``KillSwitch.named_apart``), in the statement that reads them: a list
-    of them names each with no query more."""
-    return switches_named_apart(switches)
-
-
-def kill_switch_records_named_apart(records: QuerySet) -> QuerySet:
-    """Historical records of switches (a switch's history page), each read with whether its
-    switch was named apart as it was written (``KillSwitch.named_apart``): each row names
-    the switch as things stood then, with no query more."""
-    return records_named_apart(records)
-
-
 def kill_switches_told_apart(switches: Iterable[KillSwitch]) -> list[KillSwitch]:
     """``switches``, engaged, read with every engaged switch over their scopes (all engaged,
     or those over one account), each told whether another of them covers the very same scope:
     named apart then (``kill_switch_named``), with no query each."""
     switches = list(switches)
-    scopes = Counter(_scope_of(switch) for switch in switches)
+    scopes = Counter(switch.very_scope() for switch in switches)
     for switch in switches:
-        setattr(switch, NAMED_APART, scopes[_scope_of(switch)] > 1)
+        setattr(switch, NAMED_APART, scopes[switch.very_scope()] > 1)
     return switches
 
 
@@ -672,7 +652,7 @@ def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> Sti
     if besides is not None:
         engaged = [switch for switch in engaged if switch.pk != besides]
     for switch in engaged:  # named apart from the one its words name beside it
-        if _scope_of(switch) == _scope_of(covered):
+        if switch.very_scope() == covered.very_scope():
             setattr(switch, NAMED_APART, True)
     whole, part = [], []
     for switch in engaged:

@@ -13,22 +13,21 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal
-from approvals.services.decisions import proposal_approve
 from approvals.services.expiry import proposals_expire_overdue
 from feedback.models import CallbackEvent, Feedback
-from policies.models import Policy
 from tests.conftest import bid_adjustment, wait_until
+from tests.test_ended_after_an_edit_told import (
+    EDIT_DIFF,
+    EDITED,
+    NOTE,
+    PROPOSED,
+    edit_said,
+    edited_by_the_second_of_two,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
-PROPOSED = "bid of brand-search 2.00 → 2.60 USD (+30.0%)"
-EDITED = "bid of brand-search 2.00 → 2.40 USD (+20.0%)"
-NOTE = "2.40 is enough for now"
-EDIT_DIFF = {"new_bid": {"from": "2.60", "to": "2.40"}}
-EDIT_SAID = (
-    f"It expired as a reviewer edited it, not as it proposed it: it proposed {PROPOSED}; "
-    f"as edited, {EDITED}.\nA reviewer edited it (new_bid: 2.60 → 2.40): {NOTE}"
-)
+EDIT_SAID = edit_said("expired")
 
 
 def expire(proposal_id: int) -> None:
@@ -48,18 +47,7 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_its_proposal_expired(
     callback_endpoint, operators, optimizer, login
 ):
     endpoint = callback_endpoint(200)
-    first, second = operators
-    Policy.objects.filter(action_type="bid_adjustment").update(required_approvals=2)
-    submitted = optimizer.post("/api/v1/proposals/", bid_adjustment("2.60"), format="json")
-    proposal_id = submitted.json()["id"]
-    assert submitted.json()["summary"] == PROPOSED
-    proposal_approve(proposal_id=proposal_id, reviewer=first)
-    proposal_approve(
-        proposal_id=proposal_id,
-        reviewer=second,
-        edited_payload={"campaign": "brand-search", "new_bid": "2.40"},
-        note=NOTE,
-    )
+    proposal_id = edited_by_the_second_of_two(operators, optimizer)
 
     expire(proposal_id)
 
