@@ -439,7 +439,8 @@ def switch_message_not_so(notification: Notification) -> str:
     engaged again; any, once a later message of the switch to the same person on the same
     channel is recorded (that one says what is so); one saying it was released, or that it
     no longer covers what it did, to a person whose message that it was engaged did not go
-    and will not (released or moved before it went: they were told nothing of it). A switch
+    and will not, nor any before it since a release they were told of (released or moved
+    before it went: they were told nothing of it). A switch
     told of is not deleted (``Notification.kill_switch`` protects it)."""
     engaged = KillSwitch.objects.filter(pk=notification.kill_switch_id).values_list(
         "engaged", flat=True
@@ -456,12 +457,17 @@ def switch_message_not_so(notification: Notification) -> str:
     if same.filter(pk__gt=notification.pk).exists():
         return "not sent: a later message about the kill switch to them says what is so"
     if notification.kind != NotificationKind.SWITCH_ENGAGED:
-        told = (
-            same.filter(pk__lt=notification.pk, kind=NotificationKind.SWITCH_ENGAGED)
-            .order_by("-pk")
-            .first()
-        )
-        if told is not None and not _may_have_gone(told):
+        # Told it was engaged by any message since the last release they may have read, not
+        # by the last such message alone: one saying it was moved onto what they are told
+        # of, not sent as it was released first, leaves them told by the one before it.
+        earlier = list(same.filter(pk__lt=notification.pk).order_by("-pk"))
+        told = []
+        for message in earlier:
+            if message.kind == NotificationKind.SWITCH_RELEASED and _may_have_gone(message):
+                break
+            if message.kind == NotificationKind.SWITCH_ENGAGED:
+                told.append(message)
+        if told and not any(_may_have_gone(message) for message in told):
             done = "released" if notification.kind == NotificationKind.SWITCH_RELEASED else "moved"
             return (
                 f"not sent: they were not told it was engaged (it was {done} before that "

@@ -523,6 +523,40 @@ def test_a_switch_moved_before_its_message_went_tells_them_nothing(demo_world, m
     )
 
 
+def test_a_switch_told_engaged_then_moved_and_released_at_once_tells_them_it_was_released(
+    demo_world, mailoutbox
+):
+    """The operators were told the switch on demo was engaged; it was moved onto Google Ads
+    (still over demo) and released within seconds, before the message of the move went. That
+    message is rightly not sent (released by then), but the release was not sent either
+    ("they were not told it was engaged"), as if the move's message were the only one: they
+    were left believing demo's proposals still held. Now they are told it was released."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    deliver_due(switch)
+    assert any(
+        m.subject.startswith("[HITL] Kill switch engaged on account demo") for m in mailoutbox
+    )
+    mailoutbox.clear()
+    switch.scope, switch.account, switch.channel = "channel", None, "google_ads"
+    switch.save()
+    switch.engaged = False
+    switch.save()
+
+    deliver_due(switch)
+
+    [email] = [m for m in mailoutbox if m.to == ["operator@example.com"]]
+    assert email.subject.startswith("[HITL] Kill switch released on "), email.subject
+    assert " was released by " in " ".join(email.body.split())
+    said = dict(
+        Notification.objects.filter(kill_switch=switch, recipient__username="operator")
+        .order_by("pk")
+        .values_list("kind", "log")
+    )
+    assert said["switch_released"][-1]["result"].startswith("accepted by ")
+
+
 def superuser() -> Client:
     """Who may delete a kill switch: a superuser (policy owners add and change them only)."""
     client = Client()
