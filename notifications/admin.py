@@ -678,13 +678,19 @@ def deadline_record_said(record) -> str:
     """A record of a decision deadline's history (each as the chain seals it), in words: its
     round and when it is due, then what was done, as the record says why it was written
     (the round began, half the time was gone and who was reminded, it was overdue and who was
-    escalated to, the round ended, an edit began it again); an ended round, in time or not."""
+    escalated to, the round ended, an edit began it again); an ended round as the proposal's
+    page says it (``DecisionDeadline.ending_said``): decided in time or not, or how it ended
+    where nobody decided it ("withdrawn before anyone decided it"), not "in time"."""
     what = f"Decision deadline, round {record.review_round}, due {console_time(record.due_at)}"
     why = (record.history_change_reason or "").rstrip(".")
     if not why:  # none recorded: what it holds
         why = "ended" if record.ended_at else "set" if record.history_type == "+" else "changed"
     if record.ended_at is not None and why.startswith("Review round ended"):
-        why += ", in time" if record.ended_at <= record.due_at else ", after the deadline"
+        ended = record.instance
+        if ended.met is None:
+            why = f"Review round ended: {ended.ending_said}"
+        else:
+            why += ", in time" if ended.met else ", after the deadline"
     return f"{what}: {why[:1].lower()}{why[1:]}"
 
 

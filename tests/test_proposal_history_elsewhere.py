@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw
 from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
@@ -165,6 +166,31 @@ def test_the_history_page_lists_its_decision_deadline_s_records_and_who_took_it_
     assert whats.index(deadlines[1]) < decided <= whats.index(deadlines[2]) + 1
     described = page[page.index('id="recorded-elsewhere"') :]
     assert "each change to its decision deadlines" in described.split("</p>")[0]
+
+
+def test_a_deadline_record_of_a_round_nobody_decided_says_how_it_ended_not_in_time(
+    login, demo_world
+):
+    """Withdrawn before anyone decided it: the proposal's page says the round ended
+    "withdrawn before anyone decided it", which the dashboard counts neither in time nor
+    late, but its history's "Recorded elsewhere" read "review round ended: withdrawn, in
+    time", as if decided then. Now both say how it ended."""
+    decide_within(seconds=600)
+    proposal = evaluated(reallocation())
+    due = console_time(DecisionDeadline.objects.get(proposal=proposal).due_at)
+    proposal_withdraw(agent=proposal.agent, proposal_id=proposal.pk, note="Not needed.")
+    client = login("auditor")
+
+    url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+    page = html.unescape(client.get(url).content.decode())
+    said = f"Decision deadline, round 1, due {due}: "
+    deadlines = [what for what, _ in elsewhere(page) if what.startswith(said)]
+    assert deadlines[-1] == said + "review round ended: withdrawn before anyone decided it"
+    detail = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    assert "withdrawn before anyone decided it" in html.unescape(
+        client.get(detail).content.decode()
+    )
+    assert not any("in time" in what for what in deadlines)
 
 
 def test_the_history_page_reads_its_deadline_records_in_a_fixed_number_of_queries(
