@@ -680,7 +680,7 @@ def deadline_record_said(record) -> str:
     (the round began, half the time was gone and who was reminded, it was overdue and who was
     escalated to, the round ended, an edit began it again); an ended round as the proposal's
     page says it (``DecisionDeadline.ending_said``): decided in time or not, or how it ended
-    where nobody decided it ("withdrawn before anyone decided it"), not "in time"."""
+    where nobody decided it ("withdrawn before enough people approved it"), not "in time"."""
     what = f"Decision deadline, round {record.review_round}, due {console_time(record.due_at)}"
     why = (record.history_change_reason or "").rstrip(".")
     if not why:  # none recorded: what it holds

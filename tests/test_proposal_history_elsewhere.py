@@ -172,7 +172,7 @@ def test_a_deadline_record_of_a_round_nobody_decided_says_how_it_ended_not_in_ti
     login, demo_world
 ):
     """Withdrawn before anyone decided it: the proposal's page says the round ended
-    "withdrawn before anyone decided it", which the dashboard counts neither in time nor
+    "withdrawn before enough people approved it", which the dashboard counts neither in time nor
     late, but its history's "Recorded elsewhere" read "review round ended: withdrawn, in
     time", as if decided then. Now both say how it ended."""
     decide_within(seconds=600)
@@ -185,9 +185,9 @@ def test_a_deadline_record_of_a_round_nobody_decided_says_how_it_ended_not_in_ti
     page = html.unescape(client.get(url).content.decode())
     said = f"Decision deadline, round 1, due {due}: "
     deadlines = [what for what, _ in elsewhere(page) if what.startswith(said)]
-    assert deadlines[-1] == said + "review round ended: withdrawn before anyone decided it"
+    assert deadlines[-1] == said + "review round ended: withdrawn before enough people approved it"
     detail = reverse("admin:approvals_proposal_change", args=[proposal.pk])
-    assert "withdrawn before anyone decided it" in html.unescape(
+    assert "withdrawn before enough people approved it" in html.unescape(
         client.get(detail).content.decode()
     )
     assert not any("in time" in what for what in deadlines)
