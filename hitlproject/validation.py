@@ -312,9 +312,10 @@ def name_shows_as_itself(name: str) -> None:
     role's): one that may show as another name does (``may_show_as_another``) is refused,
     naming each letter in disguise it holds."""
     disguised = letters_in_disguise(name)
-    if disguised and not may_show_as_another(name.translate(str.maketrans(disguised))):
+    shown = name.translate(str.maketrans(disguised))
+    if disguised and not may_show_as_another(shown):
         raise ValidationError(
-            "This name would show as another name does: "
+            f"This name would show as “{shown}”, which it is not: "
             + disguises_said(disguised)
             + ". Write each as the letter or digit it shows as.",
             code="shows_as_another",

@@ -220,22 +220,24 @@ def person_values(client: Client, url: str, username: str) -> dict:
     )
 
 
-# Letters in another's dress: each is what NFKC, or its name, says it shows as.
+# Letters in another's dress, the name it shows as, and each letter as NFKC, or its name,
+# says it shows.
 DISGUISED = [
-    ("\U0001d41cpc bids", "“𝐜” (U+1D41C MATHEMATICAL BOLD SMALL C) shows as “c”"),
-    ("\u24d2pc bids", "“ⓒ” (U+24D2 CIRCLED LATIN SMALL LETTER C) shows as “c”"),
-    ("\u1d04pc bids", "“ᴄ” (U+1D04 LATIN LETTER SMALL CAPITAL C) shows as “C”"),
+    ("\U0001d41cpc bids", "cpc bids", "“𝐜” (U+1D41C MATHEMATICAL BOLD SMALL C) shows as “c”"),
+    ("\u24d2pc bids", "cpc bids", "“ⓒ” (U+24D2 CIRCLED LATIN SMALL LETTER C) shows as “c”"),
+    ("\u1d04pc bids", "Cpc bids", "“ᴄ” (U+1D04 LATIN LETTER SMALL CAPITAL C) shows as “C”"),
 ]
 
 
-@pytest.mark.parametrize(("name", "said"), DISGUISED)
+@pytest.mark.parametrize(("name", "shown", "said"), DISGUISED)
 def test_a_policy_named_with_a_letter_in_another_ones_dress_is_refused_naming_it(
-    login, demo_world, name, said
+    login, demo_world, name, shown, said
 ):
     """A policy owner added a policy named "𝐜pc bids", its "𝐜" a mathematical bold letter: it
     read as "cpc bids" to everyone, yet a search for "cpc" did not find it, and beside a
-    policy named "cpc bids" no one could tell which routed what. Refused, naming the letter
-    and what it shows as; nothing saved."""
+    policy named "cpc bids" no one could tell which routed what. Refused, saying what it
+    shows as, which it is not (it said "would show as another name does", with none so
+    named), and naming the letter; nothing saved."""
     client = login("policy-owner")
     url = reverse("admin:policies_policy_add")
     before = Policy.objects.count()
@@ -246,8 +248,8 @@ def test_a_policy_named_with_a_letter_in_another_ones_dress_is_refused_naming_it
 
     assert page.status_code == 200  # the form again, saying why
     assert page.context["adminform"].form.errors["name"] == [
-        f"This name would show as another name does: {said}. Write each as the letter or "
-        "digit it shows as."
+        f"This name would show as “{shown}”, which it is not: {said}. Write each as the "
+        "letter or digit it shows as."
     ]
     assert Policy.objects.count() == before
 
