@@ -331,12 +331,8 @@ def test_approving_in_bulk_on_a_campaign_paused_since_says_after_that_it_stays_p
     assert (campaign.status, str(campaign.daily_budget)) == ("paused", "900.00")
 
 
-def test_a_message_to_one_who_may_not_decide_it_says_the_pause_not_what_approving_does(
-    operator,
-):
-    """An auditor told of a proposal on a campaign paused since read "Approving it still
-    makes the change on generic-search …" beside "auditor may not decide on budget change
-    proposals", as if approving it were theirs to weigh: they read the pause alone."""
+def waiting_on_a_campaign_paused_since(operator) -> Proposal:
+    """A budget raise on generic-search waiting for a person, the campaign paused since."""
     raise_ = evaluated(
         bid_adjustment(
             action_type="budget_change",
@@ -345,6 +341,16 @@ def test_a_message_to_one_who_may_not_decide_it_says_the_pause_not_what_approvin
     )
     pause("generic-search", operator)
     raise_.refresh_from_db()
+    return raise_
+
+
+def test_a_message_to_one_who_may_not_decide_it_says_the_pause_not_what_approving_does(
+    operator,
+):
+    """An auditor told of a proposal on a campaign paused since read "Approving it still
+    makes the change on generic-search …" beside "auditor may not decide on budget change
+    proposals", as if approving it were theirs to weigh: they read the pause alone."""
+    raise_ = waiting_on_a_campaign_paused_since(operator)
     [message] = proposal_messages([(raise_, NotificationKind.WAITING)], now=timezone.now())
     assert RUNS in message.campaigns_now_text
 
@@ -362,14 +368,7 @@ def test_a_digest_to_one_who_may_not_decide_it_says_the_pause_not_what_approving
     "Approving it still makes the change on generic-search …" beside "auditor may not decide
     on budget change proposals", as a single message to them no longer does: the pause alone,
     by the one rule (``addressed_to_one_who_may_not_decide``)."""
-    raise_ = evaluated(
-        bid_adjustment(
-            action_type="budget_change",
-            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
-        )
-    )
-    pause("generic-search", operator)
-    raise_.refresh_from_db()
+    raise_ = waiting_on_a_campaign_paused_since(operator)
     auditor = get_user_model().objects.get(username="auditor")
     told = {
         person.username: Notification(
