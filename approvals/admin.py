@@ -142,8 +142,8 @@ from approvals.services.proposals import (
     assessed_as_retried,
     guardrail_blocks_counting_approved,
     held_back_by,
-    held_back_findings,
     held_back_reason_now,
+    kill_switches_gone_said,
     proposal_withdraw_for_agent,
     retry_over_cumulative_ceiling,
 )
@@ -224,7 +224,6 @@ from policies.services import (
     brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
-    kill_switch_gone,
     kill_switch_named_in,
     kill_switch_names,
     kill_switch_reason,
@@ -901,7 +900,11 @@ def _guardrail_findings(
         if held:
             between = held[0].startswith(HELD_BACK_BETWEEN)  # the latest hold naming it
             when = WHEN_HELD_BACK_BETWEEN if between else WHEN_HELD_BACK
-        now = kill_switch_finding_now(finding, engaged_now, when=when, moved=moved)
+        # That no kill switch covers it now is said once, below them, where they are read
+        # (``_kill_switches_gone_said``), not at the end of each.
+        now = kill_switch_finding_now(
+            finding, engaged_now, when=when, moved=moved, none_covers_said=False
+        )
         said.append((now, now == finding))
     return said
 
@@ -1069,22 +1072,17 @@ def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) ->
 
 def _kill_switches_gone_said(proposal: Proposal, reasons: Iterable) -> str:
     """Where the reasons a proposal's page lists (``reasons``, as recorded: why it is here,
-    why it came to a person as proposed) name kill switches, none of which covers it now,
-    that, said once, below them, with what became of them: released, or moved while engaged
-    to cover something else ("No kill switch covers it now: the one above has been moved to
-    account acme since"); "" otherwise. Each line says only what became of its own switch:
-    the page said "no kill switch covers it now" in each, three times for a proposal one
-    switch routed and another held back."""
-    findings = []
-    for reason in map(str, reasons):
-        findings += held_back_findings(reason) if reason.startswith(HELD_BACK_ANY) else [reason]
-    findings = [finding for finding in dict.fromkeys(findings) if kill_switch_named_in(finding)]
-    if not findings or _kill_switches_engaged_over(proposal):
+    why it came to a person as proposed), or the findings the queue's mark quotes, name kill
+    switches, none of which covers it now, that, said once, below them, with what became of
+    them, as its messages say it (``kill_switches_gone_said``); "" otherwise. The switches
+    engaged over it, and those moved off what they covered, as the queue read them for all
+    its rows, else read (only where a reason names a switch)."""
+    reasons = [str(reason) for reason in reasons or ()]
+    if not any(reason.startswith((KILL_SWITCH_FINDING, *HELD_BACK_ANY)) for reason in reasons):
         return ""
-    moved = _kill_switches_moved_off(proposal)
-    gone = dict.fromkeys(kill_switch_gone(finding, (), moved=moved) for finding in findings)
-    those = "the one above has" if len(findings) == 1 else "those above have"
-    return f"No kill switch covers it now: {those} been {' or '.join(gone)} since."
+    engaged_now = _kill_switches_named_now(proposal)
+    moved = {} if engaged_now else _kill_switches_moved_off(proposal)
+    return kill_switches_gone_said(reasons, engaged_now, moved=moved)
 
 
 # What the queue says after a kill switch's finding engaged since the proposal was routed.
@@ -1734,9 +1732,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 else "found as proposed, not as edited"
                 for finding, _ in findings
             )
+            # That no kill switch covers it now, said once below them, as its page says it.
+            recorded = proposal.guardrail_findings or {}
+            none_covers = _kill_switches_gone_said(
+                proposal, [*recorded.get("block", []), *recorded.get("review", [])]
+            )
             return format_html(
                 '<span class="guardrail-released" title="{}">{}</span>',
-                "\n".join(finding for finding, _ in findings),
+                "\n".join([*(finding for finding, _ in findings), *filter(None, [none_covers])]),
                 "; ".join(gone),
             )
         # What it found opens under the mark, by a click, a tap or Enter: a tooltip alone is
@@ -2544,14 +2547,24 @@ class ProposalAdmin(ReadOnlyAdmin):
             account.pk: kill_switches_named_over(account)
             for account in {proposal.account for proposal in proposals}
         }
+        # One moved off it while engaged reads as moved there, not released, as its page says.
+        moved_off = kill_switches_moved_off()
         for proposal in proposals:
+            proposal.kill_switches_moved_off = moved_off
             proposal.seen = payload_seen(proposal.payload)
             proposal.words_shown = action_types.named(proposal.action_type).words_shown(
                 proposal.payload
             )
             proposal.findings = _guardrail_findings(
-                proposal, engaged_now=switched[proposal.account.pk]
+                proposal, engaged_now=switched[proposal.account.pk], moved=moved_off
             )
+            # That no kill switch covers it now, said once below them, as its page says it.
+            recorded = proposal.guardrail_findings or {}
+            none_covers = _kill_switches_gone_said(
+                proposal, [*recorded.get("block", []), *recorded.get("review", [])]
+            )
+            if none_covers:
+                proposal.findings.append((none_covers, False))
             # One decided since it was selected: by whom, how and when, beside its status;
             # one that failed, why (as its page's status line says it), not how it came to run.
             proposal.last_failure = last_failure(proposal)

@@ -31,7 +31,12 @@ from approvals.selectors import (
 )
 from approvals.services.acts import review_window_closed
 from approvals.services.decisions import payload_seen, retries_refused_now
-from approvals.services.proposals import retries_over_cumulative_ceiling
+from approvals.services.proposals import (
+    HELD_BACK_ANY,
+    held_back_reason_now,
+    kill_switches_gone_said,
+    retries_over_cumulative_ceiling,
+)
 from approvals.services.supersession import sets_values, target_moves_each
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -454,13 +459,15 @@ def proposal_messages(
         approved,
         failed_by=failed_by,
     )
-    # A kill switch a reason names, released (or moved off it) since it was routed, reads so,
-    # not engaged (the switches engaged now read once an account, where a reason names one).
+    # A kill switch a reason names, released (or moved off it) since it was routed, or since
+    # it held it back before it ran, reads so, not engaged (the switches engaged now read once
+    # an account, where a reason names one).
     accounts = {
         proposal.account_id: proposal.account
         for proposal, _ in items
         if any(
-            str(reason).startswith(KILL_SWITCH_FINDING) for reason in proposal.verdict_reasons or []
+            str(reason).startswith((KILL_SWITCH_FINDING, *HELD_BACK_ANY))
+            for reason in proposal.verdict_reasons or []
         )
     }
     engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
@@ -487,12 +494,9 @@ def proposal_messages(
                 action_type=action_types.label(proposal.action_type),
                 magnitude=proposal.magnitude_label,
                 risk=proposal.risk,
-                reasons=[
-                    kill_switch_finding_now(
-                        str(reason), engaged_now.get(proposal.account_id, ()), moved=moved
-                    )
-                    for reason in _named_for_people(proposal)
-                ],
+                reasons=_reasons_now(
+                    proposal, engaged_now.get(proposal.account_id, frozenset()), moved=moved
+                ),
                 due_at=due_at,
                 overdue=due_at is not None
                 and (kind == NotificationKind.ESCALATION or due_at <= now),
@@ -542,6 +546,29 @@ def _paused_still_runs(
             continue
         said[proposal.pk] = paused_still_runs_said(campaigns_now[proposal.pk].paused, act=act)
     return said
+
+
+def _reasons_now(
+    proposal: Proposal, engaged_now: frozenset[str], *, moved: dict[str, str]
+) -> list[str]:
+    """Why it waits (or waited), as its page says it: each reason as a person is told it
+    (``_named_for_people``), a kill switch's released since, or moved off it, as it stands
+    now, saying what became of its own switch (``kill_switch_finding_now``; one that held it
+    back before it ran, ``held_back_reason_now``); then, where none covers it now, that,
+    once, below them (``kill_switches_gone_said``). It said "no kill switch covers it now"
+    at the end of each."""
+    waits = proposal.status == ProposalStatus.PENDING_REVIEW
+    said = []
+    for reason in _named_for_people(proposal):
+        if reason.startswith(HELD_BACK_ANY):
+            reason = held_back_reason_now(reason, engaged_now, waits=waits, none_covers_said=False)
+        else:
+            reason = kill_switch_finding_now(
+                reason, engaged_now, moved=moved, none_covers_said=False
+            )
+        said.append(reason)
+    none_covers = kill_switches_gone_said(proposal.verdict_reasons, engaged_now, moved=moved)
+    return [*said, none_covers] if none_covers else said
 
 
 def _named_for_people(proposal: Proposal) -> list[str]:

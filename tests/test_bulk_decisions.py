@@ -381,10 +381,11 @@ def test_a_kill_switch_released_since_is_not_quoted_as_engaged_in_the_queue_or_t
         "has been released since"
     )
     row = page.split('id="bulk-proposals"')[1].split("</tr>")[1]
-    assert (
-        "The kill switch on account demo was engaged when it was routed: Outage. Released "
-        "since: no kill switch covers it now."
-    ) in row
+    # Each line what became of its switch; that none covers it now, once, below them.
+    assert re.findall(r"<li>(.*?)</li>", row.split('class="bulk-findings">')[1]) == [
+        "The kill switch on account demo was engaged when it was routed: Outage. Released since.",
+        "No kill switch covers it now: the one above has been released since.",
+    ]
     assert "⚠" not in row
 
 

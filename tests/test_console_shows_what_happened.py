@@ -1466,9 +1466,8 @@ def test_a_released_kill_switch_reads_as_engaged_then_wherever_the_console_says_
     assert why_it_is_here() == [released]
     assert below_it() == none_covers
     assert "guardrail-flag" not in queue_row()
-    # The queue's mark, read alone in its row, says it in its own words.
-    marked = released.removesuffix(".") + ": no kill switch covers it now."
-    assert f'title="{marked}">kill switch released</span>' in queue_row()
+    # The queue's mark says it as its page does: once, below the line naming the switch.
+    assert f'title="{released}\n{none_covers}">kill switch released</span>' in queue_row()
 
 
 def test_another_switch_engaged_still_leaves_the_released_one_said_released(operator, login):

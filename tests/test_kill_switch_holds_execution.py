@@ -751,7 +751,8 @@ def test_a_switch_that_held_an_approved_proposal_back_reads_released_as_it_happe
     row = html.unescape(listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0])
     assert (
         f'title="The kill switch on account demo was engaged when it was held back before '
-        f'executing: {OUTAGE} Released since: no kill switch covers it now.">'
+        f"executing: {OUTAGE} Released since.\n"
+        'No kill switch covers it now: the one above has been released since.">'
         "kill switch released</span>"
     ) in row
     assert "when it was routed" not in row
@@ -1218,8 +1219,8 @@ def test_a_proposal_a_switch_routed_reads_moved_once_the_switch_moved_not_releas
     )
     assert (
         f'title="The kill switch on account demo was engaged when it was routed: {OUTAGE} '
-        'Moved to account acme since, engaged there: no kill switch covers it now.">'
-        "kill switch moved to account acme</span>"
+        "Moved to account acme since, engaged there.\nNo kill switch covers it now: the one "
+        'above has been moved to account acme since.">kill switch moved to account acme</span>'
     ) in row, row
     assert "kill switch released" not in row and "Released since" not in row
     # Its own page says the same of why it is here.

@@ -116,7 +116,8 @@ def test_a_proposals_message_says_a_switch_moved_off_it_was_moved_not_released(d
 
     assert message.reasons == [
         f"The kill switch on account demo was engaged when it was routed: {OUTAGE} Moved to "
-        "account acme since, engaged there: no kill switch covers it now."
+        "account acme since, engaged there.",
+        "No kill switch covers it now: the one above has been moved to account acme since.",
     ]
 
 

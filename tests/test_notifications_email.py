@@ -223,8 +223,8 @@ def test_a_message_names_a_kill_switch_reason_recorded_in_its_former_words_as_it
     switch.engaged = False
     switch.save()
     assert reasons() == [
-        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
-        "kill switch covers it now."
+        "The kill switch on demo was engaged when it was routed: Outage. Released since.",
+        "No kill switch covers it now: the one above has been released since.",
     ]
 
 
@@ -249,16 +249,16 @@ def test_a_message_sent_after_the_kill_switch_was_released_says_it_was_released(
     switch.save()
     operator = get_user_model().objects.get(username="operator")
     released = (
-        "The kill switch on account demo was engaged when it was routed: Outage. Released "
-        "since: no kill switch covers it now."
+        "The kill switch on account demo was engaged when it was routed: Outage. Released since."
     )
+    none_covers = "No kill switch covers it now: the one above has been released since."
 
     message = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())[0]
     EmailChannel().send(recipient=operator, message=message, may_decide=True)
 
     [email] = mailoutbox
     said = " ".join(email.body.split())
-    assert f"- {released}" in said
+    assert f"- {released} - {none_covers}" in said
     assert "is engaged" not in email.body + email.alternatives[0][0]
     slack = shown_text(message_blocks(message, may_decide=True))
-    assert released in slack and "is engaged" not in slack
+    assert f"• {released}\n• {none_covers}" in slack and "is engaged" not in slack

@@ -74,6 +74,8 @@ from policies.services import (
     in_force,
     in_force_read_once,
     kill_switch_finding_now,
+    kill_switch_gone,
+    kill_switch_named_in,
     policy_verdict,
     reads_account_total,
     rule_from_policy,
@@ -1548,6 +1550,30 @@ def held_back_reason_now(
     again = _APPROVE_AGAIN if waits else " A person had to approve it again."
     unsure = f" {sent.group(1)}" if sent is not None else ""
     return f"{begins} {now[:1].lower()}{now[1:]}{unsure}{again}"
+
+
+def kill_switches_gone_said(
+    reasons: Iterable, engaged_now: Collection[str], *, moved: Mapping[str, str]
+) -> str:
+    """Where ``reasons`` (as recorded: a proposal's, or its guardrails' findings) name kill
+    switches, none of which covers the proposal now (``engaged_now``: the switches engaged
+    over its account, as ``kill_switches_named_over`` names them), that, said once, below
+    them, with what became of them: released, or moved while engaged to cover something else
+    (``moved``, as ``kill_switches_moved_off`` says it): "No kill switch covers it now: those
+    above have been released since." ("the one above has been moved to account acme since");
+    "" otherwise. A held-back reason counts each switch it names. Its page, its messages and
+    the queue say it so, each line before it saying only what became of its own switch
+    (``kill_switch_finding_now``, ``held_back_reason_now``, with ``none_covers_said`` false):
+    they said "no kill switch covers it now" at the end of each."""
+    findings = []
+    for reason in map(str, reasons or ()):
+        findings += held_back_findings(reason) if reason.startswith(HELD_BACK_ANY) else [reason]
+    findings = [finding for finding in dict.fromkeys(findings) if kill_switch_named_in(finding)]
+    if not findings or engaged_now:
+        return ""
+    gone = dict.fromkeys(kill_switch_gone(finding, (), moved=moved) for finding in findings)
+    those = "the one above has" if len(findings) == 1 else "those above have"
+    return f"No kill switch covers it now: {those} been {' or '.join(gone)} since."
 
 
 # How the reason of an approved proposal re-assessed as it was about to run begins (its
