@@ -87,13 +87,22 @@ def feedback_record_decisions(
     is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
     proposal id) and the action approved. Where several people decided in the round (an
     action that needs two approvals), the note says what each of them decided and wrote, in
-    the order they decided ("Reviewer 1", "Reviewer 2": not by name, ``round_notes``)."""
+    the order they decided ("Reviewer 1", "Reviewer 2": not by name, ``round_notes``). A
+    rejection of one a reviewer had edited (their approval counted, and another rejected it;
+    or edited and approved, it went back to a person before it ran) is told as the other
+    endings without a run are (``EditTold.told_after``): its note goes on with the edit it
+    was rejected as, its ``diff`` the edit field by field."""
     feedback = []
     notes = round_notes(decisions)
+    edits = edits_told(
+        [decision.proposal for decision in decisions if decision.outcome == DecisionOutcome.REJECT]
+    )
     for decision in decisions:
         proposal = decision.proposal
+        note = notes.get(decision.pk, decision.note)
         if decision.outcome == DecisionOutcome.REJECT:
-            kind, diff = FeedbackKind.REJECTED, {}
+            kind, diff = FeedbackKind.REJECTED, edits[proposal.pk].diff
+            note = edits[proposal.pk].told_after(note, ProposalStatus.REJECTED)
         else:
             diff = payload_diff(proposed_payloads[proposal.pk], proposal.payload)
             kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
@@ -104,7 +113,7 @@ def feedback_record_decisions(
                 decision=decision,
                 kind=kind,
                 reason_code=decision.reason_code,
-                note=notes.get(decision.pk, decision.note),
+                note=note,
                 diff=diff,
             )
         )
@@ -259,9 +268,11 @@ def feedback_record_supersessions(
 
 
 # How a proposal that ended without running is said to have ended, by its status, where a
-# reviewer had edited it ("It was superseded as a reviewer edited it, …"): its feedback's
-# note and its callback's ``reason`` go on with the edit (``EditTold.told_after``).
+# reviewer had edited it ("It was superseded as a reviewer edited it, …"; "It was rejected as
+# …" where one reviewer's edit was approved and another rejected it): its feedback's note and
+# its callback's ``reason`` go on with the edit (``EditTold.told_after``).
 ENDED_AS_EDITED = {
+    ProposalStatus.REJECTED: "was rejected",
     ProposalStatus.EXPIRED: "expired",
     ProposalStatus.SUPERSEDED: "was superseded",
     ProposalStatus.WITHDRAWN: "was withdrawn",

@@ -127,3 +127,57 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_a_reviewer_withdrew_it
         f"{edit_said('was withdrawn')}"
     )
     assert edit_said("was withdrawn") in history_told(login, proposal_id)
+
+
+REJECTED_BY_THE_FIRST = (
+    "Reviewer 1 approved with edits: 2.40 is enough for now\n"
+    "Reviewer 2 rejected (Too aggressive): Not this week."
+)
+
+
+@pytest.mark.parametrize("approved_first", [True, False], ids=["new-round", "first-round"])
+def test_an_agent_is_told_the_edit_a_reviewer_made_before_another_rejected_it(
+    callback_endpoint, operators, optimizer, login, approved_first
+):
+    """Under a two-person rule the second operator edits the bid to 2.40 with a note and
+    approves it, which counts as one of the two approvals (in a new round, where the first
+    operator had approved it as proposed); the first operator then rejects it from its page.
+    Its ``rejected`` feedback said who approved with edits and the note, with an empty
+    ``diff``, and its callback's ``reason`` the same: nothing said what the edit was, beside
+    a summary the agent never proposed. They say it in the words of the other endings."""
+    _, second = operators
+    endpoint = callback_endpoint(200)
+    if approved_first:
+        proposal_id = edited_by_the_second_of_two(operators, optimizer)
+    else:
+        Policy.objects.filter(action_type="bid_adjustment").update(required_approvals=2)
+        submitted = optimizer.post("/api/v1/proposals/", bid_adjustment("2.60"), format="json")
+        proposal_id = submitted.json()["id"]
+        proposal_approve(
+            proposal_id=proposal_id,
+            reviewer=second,
+            edited_payload={"campaign": "brand-search", "new_bid": "2.40"},
+            note=NOTE,
+        )
+    assert Proposal.objects.get(pk=proposal_id).approvals_this_round == 1
+
+    rejected = decided_from_page(
+        login("operator"),
+        "reject",
+        proposal_id,
+        {"reason_code": "too_aggressive", "note": "Not this week."},
+    )
+    assert rejected.status_code == 302
+    assert Proposal.objects.get(pk=proposal_id).status == "rejected"
+
+    record, event = told(optimizer, endpoint, proposal_id, "rejected")
+    # Its feed: what each reviewer of the round decided and wrote, then the edit it was
+    # rejected as, as an expired one's says it; its diff the edit, field by field.
+    assert record["note"] == f"{REJECTED_BY_THE_FIRST}\n{edit_said('was rejected')}"
+    assert record["diff"] == EDIT_DIFF
+    assert record["reason_code"] == "too_aggressive"
+    assert event["reason"] == (
+        f"rejected by a reviewer: Too aggressive\n{REJECTED_BY_THE_FIRST}\n"
+        f"{edit_said('was rejected')}"
+    )
+    assert edit_said("was rejected") in history_told(login, proposal_id)

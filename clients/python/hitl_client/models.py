@@ -463,8 +463,9 @@ class Feedback:
     approved_with_edits (``diff`` says what changed), rejected (``reason_code``, ``note``),
     withdrawn (a reviewer withdrew it for the agent; ``note``), expired (``note``: when its
     review window closed, and with how many approvals), superseded (``diff``: the value seen
-    and the value now); of those three, one a reviewer had edited says the edit too (its
-    ``note`` goes on with it; a withdrawn or expired one's ``diff`` is the edit); failed
+    and the value now); of those three and rejected, one a reviewer had edited says the edit
+    too (its ``note`` goes on with it; a rejected, withdrawn or expired one's ``diff`` is the
+    edit); failed
     (``note``: the error), sent_to_run_again (a reviewer sent a failed execution to run
     again), executed (after that: ``note`` says what it changed), outcome (``outcome``), or
     sent_back (approved to run, it went back to a person: a kill switch held it back, or a
