@@ -8,9 +8,17 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         # Models' modules, importable only once the app registry is ready.
+        from approvals.services.kill_switch_risks import (
+            proposals_risk_reassess_after_kill_switch,
+        )
         from audit.exports import export_adds
         from policies.models import Policy
-        from policies.services import version_number_of
+        from policies.services import kill_switch_risks_reassessor_register, version_number_of
+
+        # A kill switch released (or moved off what it covered) leaves the proposals whose
+        # risk it raised at the risk their other findings give, in its save's transaction
+        # (policies', which never imports this app).
+        kill_switch_risks_reassessor_register(proposals_risk_reassess_after_kill_switch)
 
         # The auditor's export gives a proposal's routing policy version by its number too,
         # as its page says it ("version 2"), beside its history record's id (7), kept as it

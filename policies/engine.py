@@ -147,6 +147,9 @@ _REDUCE_ABOVE_BITS = 1024
 _UNKNOWN_RECORD_RISK = 5
 _CLEAN_RISK_MAX = 90
 _GUARDED_RISK_MIN = 91
+# The lowest risk a guardrail's finding gives (``guarded_risk``): a risk below it no
+# guardrail raised.
+GUARDED_RISK_MIN = _GUARDED_RISK_MIN
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,29 @@ def kill_switch_holds_apply(*, switch: KillSwitch) -> HeldBackNow:
     return _kill_switch_holder(switch=switch)
 
 
+# What a switch released (or moved off what it covered) leaves of the risks it raised is the
+# proposals' (approvals re-assesses the waiting ones): the approvals app registers it in its
+# ready(), so that policies never imports it. Called with switch= and covered= (what the
+# switch covered, engaged, before the save: ``scope``, ``account_id``, ``channel``); returns
+# the ids of the proposals whose risk it lowered.
+_kill_switch_risks_reassessor: Callable[..., list[int]] | None = None
+
+
+def kill_switch_risks_reassessor_register(reassessor: Callable[..., list[int]]) -> None:
+    global _kill_switch_risks_reassessor
+    _kill_switch_risks_reassessor = reassessor
+
+
+def kill_switch_risks_reassess(*, switch: KillSwitch, covered: Mapping[str, Any]) -> list[int]:
+    """In the caller's transaction (the save that released ``switch``, or moved it off
+    ``covered`` while engaged): each proposal waiting for a person whose risk the switch
+    raised, and that nothing else raises now, back to the risk the engine gives it without
+    the switch, in its history with why. It still waits for a person."""
+    if _kill_switch_risks_reassessor is None:
+        return []
+    return _kill_switch_risks_reassessor(switch=switch, covered=covered)
+
+
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
         policy_id=policy.id,  # a historical record's pk is its history id
