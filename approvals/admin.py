@@ -221,13 +221,16 @@ from policies.services import (
     WHEN_HELD_BACK,
     WHEN_HELD_BACK_BETWEEN,
     WHEN_ROUTED,
+    KillSwitchRun,
     brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
     kill_switch_named_in,
     kill_switch_names,
     kill_switch_reason,
+    kill_switch_runs,
     kill_switches_covering,
+    kill_switches_found_in,
     kill_switches_moved_off,
     kill_switches_named_over,
     kill_switches_told_apart,
@@ -1106,17 +1109,22 @@ def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
     learns the policy owners stopped automatic execution there since."""
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         return []
-    # A switch is known by its scope, as its finding opens ("The kill switch on account demo
-    # is engaged: ", or as one recorded before named it), whatever its reason says now.
-    found = {
-        kill_switch_named_in(finding)
-        for finding in (proposal.guardrail_findings or {}).get("review", [])
-    }
-    return [
-        kill_switch_reason(switch)
-        for switch in _kill_switches_engaged_over(proposal)
-        if found.isdisjoint(kill_switch_names(switch))
-    ]
+    # A switch is known by any name its findings gave it in its run engaged, as its finding
+    # opens ("The kill switch on account demo (#2) is engaged: "), whatever its reason says
+    # now: one moved since onto its channel is the switch that routed it, said once, as
+    # moved, not again as engaged since.
+    engaged = _kill_switches_engaged_over(proposal)
+    found = kill_switches_found_in(
+        (proposal.guardrail_findings or {}).get("review", []), engaged, _kill_switch_runs(proposal)
+    )
+    return [kill_switch_reason(switch) for switch in engaged if switch.pk not in found]
+
+
+def _kill_switch_runs(proposal: Proposal) -> Mapping[int, KillSwitchRun]:
+    """Each engaged switch's run (``kill_switch_runs``): as the list read them once for all
+    its rows, else read."""
+    runs = getattr(proposal, "kill_switch_runs", None)
+    return kill_switch_runs() if runs is None else runs
 
 
 def _bulk_logged(
@@ -1373,9 +1381,11 @@ class QueueChangeList(ConsoleChangeList):
         guarded = guardrail_blocks_counting_approved(let_run, lock=False)
         agent_accounts = agent_accounts_of(let_run)
         moved = kill_switches_moved_off()
+        runs = kill_switch_runs()
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.kill_switches_moved_off = moved
+            proposal.kill_switch_runs = runs
             proposal.retry_awaited = retrying.get(proposal.pk, "")
             proposal.fails_at_next_attempt = failing.get(proposal.pk, "")
             proposal.guardrail_refuses_now = guarded.get(proposal.pk, ())

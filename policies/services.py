@@ -633,6 +633,56 @@ def kill_switches_moved_off() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class KillSwitchRun:
+    """An engaged switch's run since its last engaging: where that began (its record's
+    ``history_id``), and every name a finding may have given it meanwhile
+    (``kill_switch_names`` of each version of it, moved or not)."""
+
+    began: int
+    names: frozenset[str]
+
+
+def kill_switch_runs() -> dict[int, KillSwitchRun]:
+    """Each engaged switch's run (``KillSwitchRun``), by its id: read once for a page, or for
+    all the rows of a list."""
+    runs = {}
+    for switch in KillSwitch.objects.filter(engaged=True).select_related("account"):
+        engaging, _ = kill_switch_last_run(switch)
+        if engaging is None:
+            runs[switch.pk] = KillSwitchRun(0, kill_switch_names(switch))
+            continue
+        records = switch.history.filter(history_id__gte=engaging.history_id, engaged=True)
+        versions = [record.instance for record in records.select_related("account")[:200]]
+        names = frozenset().union(*map(kill_switch_names, [switch, *versions]))
+        runs[switch.pk] = KillSwitchRun(engaging.history_id, names)
+    return runs
+
+
+def kill_switches_found_in(
+    findings: Iterable[str], switches: Iterable[KillSwitch], runs: Mapping[int, KillSwitchRun]
+) -> frozenset[int]:
+    """The ids of those of ``switches`` (engaged now) that ``findings`` (recorded with a
+    proposal) name: a switch by any name it went by in its run (``runs``,
+    ``kill_switch_runs``), so that one moved since, renamed by what it covers, is still the
+    one found; a name with its number, that switch alone; a name by scope alone (no other
+    engaged switch shared that scope when it was recorded), one switch only, the one engaged
+    longest of those it may be: two switches on one account are not both found by it."""
+    named = {kill_switch_named_in(str(finding)) for finding in findings} - {""}
+    found: set[int] = set()
+    ordered = sorted(switches, key=lambda switch: (_run(runs, switch).began, switch.pk))
+    for name in named:
+        for switch in ordered:
+            if name in _run(runs, switch).names:
+                found.add(switch.pk)
+                break
+    return frozenset(found)
+
+
+def _run(runs: Mapping[int, KillSwitchRun], switch: KillSwitch) -> KillSwitchRun:
+    return runs.get(switch.pk) or KillSwitchRun(0, kill_switch_names(switch))
+
+
+@dataclass(frozen=True)
 class StillEngagedOver:
     """The engaged kill switches over what a switch covers (or covered): ``whole``, each of
     which covers all of it; ``part``, each of which covers some of it (an account's switch
