@@ -30,7 +30,7 @@ from notifications.models import Notification, NotificationKind, NotificationSta
 from notifications.selectors import routing
 from policies.models import KillSwitch, KillSwitchScope
 from policies.services import (
-    kill_switch_called,
+    kill_switch_called_as_saved,
     kill_switch_last_move,
     kill_switch_last_run,
     kill_switches_still_over,
@@ -148,11 +148,19 @@ def _covers_said(switch: KillSwitch) -> str:
     return f"nothing on {switch.scope_in_words()}"
 
 
+def _called(switch: KillSwitch, notification: Notification) -> str:
+    """The switch as its message names it: as things stood at the save that queued it
+    (``kill_switch_called_as_saved``), with its number where another switch shared its scope
+    then, whatever became of that other by the time it goes. What it was moved off (the
+    message's ``about``) was named so as it was queued."""
+    return kill_switch_called_as_saved(switch, at=notification.created_at)
+
+
 def switch_message(notification: Notification, *, now: datetime | None = None) -> SwitchMessage:
     """The message a switch's notification says, as things are ``now``."""
     now = now or timezone.now()
     switch = KillSwitch.objects.select_related("account").get(pk=notification.kill_switch_id)
-    on = kill_switch_called(switch)
+    on = _called(switch, notification)
     engaged, released = _turns(switch)
     since = engaged.at if engaged else switch.updated_at
     until = released.at if released else now
@@ -302,7 +310,7 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     was = notification.about or "what it covered"
     moved = _saved_as_told(switch, notification)
     by, at = moved.by, moved.at
-    on = kill_switch_called(switch)
+    on = _called(switch, notification)
     runs_again = f"What a policy lets run on {was} runs without a person's approval again"
     # What it covered before the move, by its history, is what others may still hold back.
     before = _covered_before(switch, notification)

@@ -28,6 +28,7 @@ from notifications.services import (
     slack_on,
 )
 from policies.models import KillSwitch
+from policies.services import kill_switch_called_on
 
 User = get_user_model()
 
@@ -286,7 +287,7 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
             kill_switch_tell(
                 switch=instance,
                 kind=NotificationKind.SWITCH_RELEASED,
-                moved_from=before.scope_in_words(),
+                moved_from=kill_switch_called_on(instance, before),
                 covered=before,
             )
         else:
@@ -295,5 +296,5 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
         kill_switch_tell(
             switch=instance,
             kind=NotificationKind.SWITCH_ENGAGED,
-            moved_from=before.scope_in_words(),
+            moved_from=kill_switch_called_on(instance, before),
         )

@@ -34,6 +34,7 @@ from policies.models import (
     Policy,
     RulesVersion,
     policy_name,
+    records_named_apart,
     windows_out_of_bounds,
 )
 
@@ -530,6 +531,37 @@ def kill_switch_called(switch: KillSwitch) -> str:
     """What a switch is on, as its messages name it ("account demo", "account demo (#7)"
     where another engaged switch covers the same scope: ``kill_switch_named``)."""
     return switch.called()
+
+
+def kill_switch_called_as_saved(switch: KillSwitch, *, at: datetime) -> str:
+    """What a switch's message names it: as ``kill_switch_called`` did at its save that
+    queued the message (its last historical record written by ``at``, the message's
+    writing, read with whether it was named apart then: ``records_named_apart``), not as
+    things stand when it goes, ten seconds on. A second switch engaged on account demo is
+    "account demo (#2)" in its message though the first was released before it went, as
+    the proposals it routed then name it; the first's release, "account demo (#1)" where
+    the second was still there. As things stand now, where its history has no such record."""
+    record = (
+        records_named_apart(switch.history.filter(history_date__lte=at))
+        .select_related("account")
+        .order_by("-history_id")
+        .first()
+    )
+    if record is None:
+        return kill_switch_called(switch)
+    named = record.instance.scope_in_words()
+    return f"{named} (#{switch.pk})" if getattr(record, NAMED_APART) else named
+
+
+def kill_switch_called_on(switch: KillSwitch, covered: KillSwitch) -> str:
+    """What ``switch``, engaged, was called on what it covered (``covered``, unsaved, its
+    scope before a save moved it), as things stood at that save: with its number where
+    another engaged switch covers that very scope (``KillSwitch.named_apart``)."""
+    others = KillSwitch.objects.filter(
+        engaged=True, scope=covered.scope, account_id=covered.account_id, channel=covered.channel
+    ).exclude(pk=switch.pk)
+    named = covered.scope_in_words()
+    return f"{named} (#{switch.pk})" if others.exists() else named
 
 
 def kill_switch_named(switch: KillSwitch) -> str:
