@@ -1263,6 +1263,31 @@ class NamedRecordForm(ChangeReasonForm):
             )
         return name
 
+    def named_so_apart(self, cleaned: dict) -> models.QuerySet | None:
+        """The other records a name given or changed may not be the very name of, as people
+        tell them apart by it (a route's, a policy's: "Routed by policy “Bid adjustments”"):
+        none by default (a campaign's may be another account's campaign's, an account's is
+        shown beside its id)."""
+        return None
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("name")
+        if name and "name" in self.changed_data:
+            others = self.named_so_apart(cleaned)
+            other = None if others is None else others.filter(name=name).order_by("pk").first()
+            if other is not None:
+                kind = self._meta.model._meta.verbose_name
+                self.add_error(
+                    "name",
+                    ValidationError(
+                        f"The {kind} “{other}” (#{other.pk}) has this name already: name it so "
+                        "that people can tell the two apart.",
+                        code="named_so_already",
+                    ),
+                )
+        return cleaned
+
 
 def other_names(form: forms.ModelForm, field: str) -> list[tuple[int, str]]:
     """The id and name of every record of the form's kind but its own, in one query."""

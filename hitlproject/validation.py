@@ -260,13 +260,22 @@ def name_as_typed(name: str) -> str:
     (a Japanese keyboard types "２０２６年" for "2026年", "ｃpc" for "cpc"): the same name to
     its readers, kept as the one a search for it finds, not refused for a difference no one
     can see, nor kept as one that reads as "cpc" and is not found by it."""
-    folded = "".join(
-        unicodedata.normalize("NFKC", char)
-        if unicodedata.decomposition(char).startswith(_WIDTH_FORMS)
-        else char
-        for char in name
-    )
-    return unicodedata.normalize("NFC", folded)
+    folded: list[str] = []
+    for char in name:
+        plain = char
+        if unicodedata.decomposition(char).startswith(_WIDTH_FORMS):
+            plain = unicodedata.normalize("NFKC", char)
+        if plain != char and unicodedata.combining(plain):
+            # A half-width sound mark ("ﾞ") is a combining one once plain: kept so only where
+            # it makes one letter with the one before ("ﾍﾟ" as "ペ"); after a letter it does
+            # not mark ("Bid adjustmentsﾞ"), or first, it stays the mark typed, which shows.
+            composed = unicodedata.normalize("NFC", folded[-1] + plain) if folded else ""
+            if len(composed) == 1:
+                folded[-1] = composed
+                continue
+            plain = char
+        folded.append(plain)
+    return unicodedata.normalize("NFC", "".join(folded))
 
 
 def may_show_as_another(text: str) -> bool:

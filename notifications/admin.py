@@ -15,7 +15,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -217,6 +217,11 @@ class RouteForm(NamedRecordForm):
             "digest_minutes",
             "backup_group",
         ]
+
+    def named_so_apart(self, cleaned: dict) -> QuerySet[Route]:
+        """A route's name is how people tell whom it tells ("You are told by the route
+        “…”."): not another route's."""
+        return Route.objects.exclude(pk=self.instance.pk)
 
     def clean(self):
         cleaned = super().clean()

@@ -642,6 +642,14 @@ class PolicyForm(NamedRecordForm):
             )
         return reason
 
+    def named_so_apart(self, cleaned: dict) -> models.QuerySet[Policy] | None:
+        """A policy's name is how every proposal it routes names it ("Routed by policy “Bid
+        adjustments”"): not another policy's, but a draft's, which keeps the name of the
+        policy it replaces (retired beside it once promoted)."""
+        if cleaned.get("is_draft", self.instance.is_draft):
+            return None
+        return Policy.objects.filter(is_draft=False).exclude(pk=self.instance.pk)
+
     def clean(self):
         cleaned = super().clean()
         unit = magnitude_unit(cleaned.get("action_type"))

@@ -445,3 +445,102 @@ def test_a_name_given_is_checked_against_the_others_in_one_query(login, demo_wor
         Policy.objects.create(name=f"Bids {number}", action_type="bid_adjustment")
 
     assert queries_of_a_save() == alone
+
+
+# The demo's vetted policy's name, typed plainly and with a full-width "ｓ" kept as "s".
+ITS_VERY_NAME = ["Bid adjustments", "Bid adjustment\uff53"]
+
+
+@pytest.mark.parametrize("name", ITS_VERY_NAME)
+def test_a_policy_given_another_live_policys_very_name_is_refused_naming_it(
+    login, demo_world, name
+):
+    """A policy owner added a second live policy named "Bid adjustments", auto-executing every
+    bid move at priority 7: both read "Routed by policy “Bid adjustments”" to every reader.
+    Typed "Bid adjustmentｓ", a full-width "ｓ" kept as the plain letter it shows, it was the
+    same name. Refused, naming the policy that has it; nothing saved."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    vetted = Policy.objects.get(name="Bid adjustments")
+    before = Policy.objects.count()
+
+    page = client.post(
+        url,
+        form_data(
+            client,
+            url,
+            name=name,
+            action_type="bid_adjustment",
+            is_active="on",
+            auto_execute_max_magnitude="1000",
+            priority="7",
+        ),
+    )
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["name"] == [
+        f"The policy “Bid adjustments” (#{vetted.pk}) has this name already: name it so that "
+        "people can tell the two apart."
+    ]
+    assert Policy.objects.count() == before
+
+
+def test_a_draft_keeps_the_name_of_the_policy_it_replaces(login, demo_world):
+    """A draft of "Bid adjustments" is named as the policy it replaces, "(draft)" beside it
+    wherever it is named: taken."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    vetted = Policy.objects.get(name="Bid adjustments")
+
+    page = client.post(
+        url,
+        form_data(
+            client,
+            url,
+            name="Bid adjustments",
+            action_type="bid_adjustment",
+            is_draft="on",
+            draft_of=vetted.pk,
+        ),
+    )
+
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert Policy.objects.filter(name="Bid adjustments", is_draft=True).exists()
+
+
+def test_a_route_given_another_routes_very_name_is_refused_naming_it(login, demo_world):
+    """A second route named as the demo's told other people: "You are told by the route
+    “Demo: …”" read the same from both. Refused, naming the route that has it."""
+    demo = Route.objects.order_by("pk").first()
+    before = Route.objects.count()
+
+    page, _ = named_in_console(login, "route", demo.name)
+
+    assert page.status_code == 200  # the form again, saying why
+    assert page.context["adminform"].form.errors["name"] == [
+        f"The route “{demo}” (#{demo.pk}) has this name already: name it so that people can "
+        "tell the two apart."
+    ]
+    assert Route.objects.count() == before
+
+
+def test_a_half_width_sound_mark_is_kept_plain_only_where_it_marks_the_kana_before_it(
+    login, demo_world
+):
+    """A half-width "ﾞ" is a combining mark once plain: after "ｶ" it makes "ガ"; after the
+    "s" of "Bid adjustments" it was kept as a mark drawn on that "s", a name reading as the
+    vetted policy's. It stays the mark typed there, which shows."""
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_add")
+    for priority, typed in enumerate(("\uff76\uff9e\uff7d", "Bid adjustments\uff9e"), start=7):
+        page = client.post(
+            url,
+            form_data(
+                client, url, name=typed, action_type="bid_adjustment", priority=str(priority)
+            ),
+        )
+        assert page.status_code == 302, page.context["adminform"].form.errors
+
+    assert Policy.objects.filter(name="ガス").exists()
+    assert Policy.objects.filter(name="Bid adjustments\uff9e").exists()
+    assert not Policy.objects.filter(name__contains="\u3099").exists()
