@@ -31,10 +31,10 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.proposals import routed_version
+from approvals.services.proposals import facts_as_recorded, routed_version
 from audit.actors import Actor
 from audit.history import update_with_history
-from policies.engine import GUARDED_RISK_MIN, Facts, Rule, factor_from_text, risk_score
+from policies.engine import GUARDED_RISK_MIN, Rule, risk_score
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     agent_approval_rate,
@@ -132,7 +132,8 @@ def proposals_risk_reassess_after_kill_switch(
     now = timezone.now()
     changes = []
     for proposal, name, named in raised:
-        new = risk_score(_facts(proposal, records[proposal.agent_id]), _rule(proposal, recorded))
+        facts = facts_as_recorded(proposal, agent_approval_rate=records[proposal.agent_id])
+        new = risk_score(facts, _rule(proposal, recorded))
         proposal._change_reason = risk_lowered_reason(
             old=proposal.risk,
             new=new,
@@ -157,28 +158,3 @@ def _rule(proposal: Proposal, recorded: Mapping[int, Any]) -> Rule | None:
     if proposal.verdict_policy is not None:
         return rule_from_policy(proposal.verdict_policy)
     return None
-
-
-def _facts(proposal: Proposal, approval_rate: float | None) -> Facts:
-    """What the engine scores a risk by, as the proposal recorded it (its figures as
-    assessed, or re-assessed since), with no guardrail finding."""
-    action_type = action_types.named(proposal.action_type)
-    effects = {
-        target: factor_from_text(factor) for target, factor in (proposal.effects or {}).items()
-    }
-    exact = action_type.exact_magnitude(proposal.payload, effects) if effects else None
-    return Facts(
-        action_type=proposal.action_type,
-        action_label=action_type.label,
-        magnitude=proposal.magnitude if exact is None else exact,
-        magnitude_unit=action_type.magnitude_unit,
-        magnitude_label=proposal.magnitude_label,
-        risk_weight=action_type.risk_weight,
-        account_id=proposal.account_id,
-        channel=proposal.account.channel,
-        agent_id=proposal.agent_id,
-        agent_kind=proposal.agent.kind,
-        amount=proposal.amount,
-        currency=proposal.account.currency,
-        agent_approval_rate=approval_rate,
-    )

@@ -1392,29 +1392,36 @@ def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
     where it is within them or the rule does not match it."""
     if rule.block_above_magnitude is None and rule.block_above_amount is None:
         return ()
+    verdict = evaluate(facts_as_recorded(proposal), [rule])
+    return verdict.reasons if verdict.outcome == VerdictOutcome.BLOCK else ()
+
+
+def facts_as_recorded(proposal: Proposal, *, agent_approval_rate: float | None = None) -> Facts:
+    """What the engine judges a proposal's size and risk by, as the proposal recorded it (its
+    figures as assessed, or re-assessed since; the exact magnitude where its action type gives
+    it from the exact effects), with no guardrail finding: its hard ceilings
+    (``hard_ceilings_refuse``), and its clean risk once a kill switch that raised it is gone
+    (``approvals.services.kill_switch_risks``, with its agent's record as it is now)."""
     action_type = action_types.named(proposal.action_type)
     effects = {
         target: factor_from_text(factor) for target, factor in (proposal.effects or {}).items()
     }
     exact = action_type.exact_magnitude(proposal.payload, effects) if effects else None
-    verdict = evaluate(
-        Facts(
-            action_type=proposal.action_type,
-            action_label=action_type.label,
-            magnitude=proposal.magnitude if exact is None else exact,
-            magnitude_unit=action_type.magnitude_unit,
-            magnitude_label=proposal.magnitude_label,
-            risk_weight=action_type.risk_weight,
-            account_id=proposal.account_id,
-            channel=proposal.account.channel,
-            agent_id=proposal.agent_id,
-            agent_kind=proposal.agent.kind,
-            amount=proposal.amount,
-            currency=proposal.account.currency,
-        ),
-        [rule],
+    return Facts(
+        action_type=proposal.action_type,
+        action_label=action_type.label,
+        magnitude=proposal.magnitude if exact is None else exact,
+        magnitude_unit=action_type.magnitude_unit,
+        magnitude_label=proposal.magnitude_label,
+        risk_weight=action_type.risk_weight,
+        account_id=proposal.account_id,
+        channel=proposal.account.channel,
+        agent_id=proposal.agent_id,
+        agent_kind=proposal.agent.kind,
+        amount=proposal.amount,
+        currency=proposal.account.currency,
+        agent_approval_rate=agent_approval_rate,
     )
-    return verdict.reasons if verdict.outcome == VerdictOutcome.BLOCK else ()
 
 
 # When a proposal was sent back to a person (executors.runner): before it ran, or between
