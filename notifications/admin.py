@@ -56,6 +56,7 @@ from hitlproject.formats import console_time
 from hitlproject.vocabulary import READ_PERMISSION, how_many
 from notifications.carriers import channel_for
 from notifications.models import (
+    ROUND_ENDED,
     SWITCH_MOVED_ONTO,
     SWITCH_MOVED_ONTO_LABEL,
     UPDATE_NOTES,
@@ -690,10 +691,10 @@ def deadline_record_said(record) -> str:
     why = (record.history_change_reason or "").rstrip(".")
     if not why:  # none recorded: what it holds
         why = "ended" if record.ended_at else "set" if record.history_type == "+" else "changed"
-    if record.ended_at is not None and why.startswith("Review round ended"):
+    if record.ended_at is not None and why.startswith(ROUND_ENDED):
         ended = record.instance
         if ended.met is None:
-            why = f"Review round ended: {ended.ending_said}"
+            why = f"{ROUND_ENDED}: {ended.ending_said}"
         else:
             why += ", in time" if ended.met else ", after the deadline"
     return f"{what}: {why[:1].lower()}{why[1:]}"

@@ -409,6 +409,11 @@ class Notification(models.Model):
         return self.get_status_display()
 
 
+# How the history record of a decision deadline whose review round ended says why it was
+# written ("Review round ended: rejected."), as its proposal's history reads it back.
+ROUND_ENDED = "Review round ended"
+
+
 class DecisionDeadline(models.Model):
     """When a decision on a proposal's review round is due, as its policy's “decide within”
     set it when the round began; what was done as the time ran out; when it was decided."""

@@ -121,6 +121,7 @@ from notifications.messages import (
 from notifications.models import (
     KILL_SWITCH_KINDS,
     NOT_UPDATED,
+    ROUND_ENDED,
     UPDATED_SINCE,
     Claim,
     DecisionDeadline,
@@ -952,7 +953,7 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
             DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True),
             {"ended_at": now, "ended_as": status},
             actor=_actor(),
-            reason=f"Review round ended: {ProposalStatus(status).label.lower()}.",
+            reason=f"{ROUND_ENDED}: {ProposalStatus(status).label.lower()}.",
         )
     _slack_messages_update(
         proposal_ids=by_id,
