@@ -2568,10 +2568,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposal.findings = _guardrail_findings(
                 proposal, engaged_now=switched[proposal.account.pk], moved=moved_off
             )
-            # That no kill switch covers it now, said once below them, as its page says it.
+            # That no kill switch covers it now, said once below them, as its page says it,
+            # of the switches read above for all the rows.
             recorded = proposal.guardrail_findings or {}
-            none_covers = _kill_switches_gone_said(
-                proposal, [*recorded.get("block", []), *recorded.get("review", [])]
+            none_covers = kill_switches_gone_said(
+                [*recorded.get("block", []), *recorded.get("review", [])],
+                switched[proposal.account.pk],
+                moved=moved_off,
             )
             if none_covers:
                 proposal.findings.append((none_covers, False))

@@ -6,7 +6,9 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
@@ -563,3 +565,28 @@ def test_bulk_approval_says_an_action_for_a_webhook_is_sent_there_not_that_it_ex
         "Approved: it is sent to the account's webhook; it executes once the webhook answers "
         "that it was done."
     )
+
+
+def test_the_bulk_confirmation_reads_the_switches_over_its_rows_once_for_all(login):
+    """Each row a released switch had sent to a person says, once below its findings, that
+    none covers it now: read from the switches the page read for all its rows, not once more
+    for each row (3 rows read 2 statements more than 1 did)."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    held = [evaluated(bid_adjustment(bid)) for bid in ("2.04", "2.05", "2.06")]
+    switch.engaged = False
+    switch.save()
+    client = login("operator")
+
+    def confirmation(proposals) -> tuple[int, str]:
+        selected = {"action": "approve_selected", "_selected_action": [p.pk for p in proposals]}
+        with CaptureQueriesContext(connection) as queries:
+            page = html.unescape(client.post(CHANGELIST, selected).text)
+        return len(queries), page
+
+    one, page = confirmation(held[:1])
+    assert "No kill switch covers it now: the one above has been released since." in page
+    three, page = confirmation(held)
+    assert page.count("No kill switch covers it now: the one above has been released since.") == 3
+    assert three == one
