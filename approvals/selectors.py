@@ -688,10 +688,6 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
     )
 
 
-# How the history record of a person's retry begins (``approvals.models.RETRY_RECORDED``).
-_RETRY_RECORDED = RETRY_RECORDED
-
-
 def was_retried(proposal) -> bool:
     """Sent to run again by a person after its execution failed: approved (to run) since it
     was decided, which only a retry does (the policy engine's approval decides it too). Of a
@@ -1041,7 +1037,7 @@ def _last_approved(proposal: Proposal, at: datetime):
 def _is_retry(record) -> bool:
     """Whether a proposal's history record is a person's retry of its failed execution."""
     return record.history_actor_kind == "user" and (record.history_change_reason or "").startswith(
-        _RETRY_RECORDED
+        RETRY_RECORDED
     )
 
 
@@ -2733,7 +2729,7 @@ def proposals_let_past_kill_switch(switch: KillSwitch) -> list[LetPastSwitch]:
                 proposal_id,
                 at,
                 f"{SENT_TO_RUN_AGAIN} by {actor}"
-                if (how or "").startswith(_RETRY_RECORDED)
+                if (how or "").startswith(RETRY_RECORDED)
                 else how or "approved by a person",
             )
             for proposal_id, at, how, actor in records.order_by("history_id").values_list(
