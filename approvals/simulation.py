@@ -91,6 +91,7 @@ from hitlproject.vocabulary import (
     AUTO_EXECUTED,
     AUTO_NOT_EXECUTED,
     COUNTED_STATUSES,
+    ENGINE_COULD_NOT_EVALUATE,
     FINAL_STATUSES,
     SIMULATED_ROWS,
     UNDER_WAY_STATUSES,
@@ -451,7 +452,7 @@ _COLUMNS = (
 def _engine_failure(problems: list[str]) -> engine.Verdict:
     return engine.Verdict(
         outcome="review",
-        reasons=(f"The policy engine could not evaluate this proposal: {'; '.join(problems)}.",),
+        reasons=(f"{ENGINE_COULD_NOT_EVALUATE}: {'; '.join(problems)}.",),
         risk=100,
     )
 

@@ -450,3 +450,8 @@ def retry_may_repeat(attempts: Sequence[tuple[int, str]], key: str | None) -> st
     if key is None:
         return f"{said}: check on the channel."
     return f"{said}: check on the channel before retrying it; {retry_is_new(key, len(attempts))}."
+
+
+# How a verdict the policy engine could not reach begins (its risk unknown, 100: seen first),
+# live and in the simulation's replay, and how a verdict is known to be one.
+ENGINE_COULD_NOT_EVALUATE = "The policy engine could not evaluate this proposal"

@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from approvals.models import ProposalStatus
+from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from ledger.models import Account
@@ -166,11 +166,9 @@ def test_a_released_switchs_message_names_it_apart_from_the_other_released_there
     assert first.pk != second.pk
 
 
-def test_a_held_proposals_page_says_once_that_no_kill_switch_covers_it_now(login):
-    """Routed to a person by one switch, approved, held back before it ran by a second and
-    both released: its page said "no kill switch covers it now" three times, in each line
-    naming a switch and below them. Each line says what became of its switch; the line
-    below them says once that none covers it now."""
+def held_back_by_a_second_switch_both_released() -> Proposal:
+    """A 6% bid one switch on demo sent to a person, approved, the switch released; a second
+    held it back before it ran, and was released too."""
     first = on_demo("First outage.")
     proposal = evaluated(bid_adjustment("2.12"))  # 6%: the switch sends it to a person
     assert proposal.status == ProposalStatus.PENDING_REVIEW
@@ -180,6 +178,16 @@ def test_a_held_proposals_page_says_once_that_no_kill_switch_covers_it_now(login
     second = on_demo("Second outage.")
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
     released(second)
+    proposal.refresh_from_db()
+    return proposal
+
+
+def test_a_held_proposals_page_says_once_that_no_kill_switch_covers_it_now(login):
+    """Routed to a person by one switch, approved, held back before it ran by a second and
+    both released: its page said "no kill switch covers it now" three times, in each line
+    naming a switch and below them. Each line says what became of its switch; the line
+    below them says once that none covers it now."""
+    proposal = held_back_by_a_second_switch_both_released()
 
     page = read(
         login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))

@@ -14,8 +14,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import ProposalStatus
-from approvals.services.decisions import proposal_approve
-from executors.runner import proposal_execute
 from ledger.models import Account
 from notifications.channels import EmailChannel
 from notifications.messages import proposal_messages
@@ -25,6 +23,7 @@ from policies.models import KillSwitch
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
+from tests.test_kill_switch_names import held_back_by_a_second_switch_both_released
 
 NONE_COVERS = "No kill switch covers it now: those above have been released since."
 
@@ -92,15 +91,7 @@ def test_a_bid_held_back_by_a_switch_released_since_is_told_so_once(demo_world, 
     switch holds it back before it runs, and is released too. Its reminder said the second
     "is engaged", the first "Released since: no kill switch covers it now."; its page says
     both released, and once that none covers it now. So does its reminder."""
-    first = on_demo("First outage.")
-    proposal = evaluated(bid_adjustment("2.12"))
-    operator = get_user_model().objects.get(username="operator")
-    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
-    released(first)
-    second = on_demo("Second outage.")
-    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
-    released(second)
-    proposal.refresh_from_db()
+    proposal = held_back_by_a_second_switch_both_released()
 
     why, slack, brief = email_and_slack(proposal, mailoutbox)
 

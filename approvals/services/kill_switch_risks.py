@@ -34,6 +34,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.proposals import facts_as_recorded, routed_version
 from audit.actors import Actor
 from audit.history import update_with_history
+from hitlproject.vocabulary import ENGINE_COULD_NOT_EVALUATE
 from policies.engine import GUARDED_RISK_MIN, Rule, risk_score
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
@@ -48,10 +49,6 @@ from policies.services import (
 # Who re-assesses a risk, in the proposal's history: the engine, whose figure it is. The
 # switch's own history names who released or moved it.
 REASSESSED_BY = Actor.system("policy-engine")
-
-# How a verdict the engine could not reach reads (``verdict_or_engine_failure``): its risk is
-# unknown, and stays first.
-_ENGINE_FAILED = "The policy engine could not evaluate"
 
 
 def _covered_then(covered: Mapping[str, Any]) -> Q:
@@ -116,7 +113,9 @@ def proposals_risk_reassess_after_kill_switch(
             continue  # another guardrail spoke about it
         if kill_switches_covering(engaged, proposal.account):
             continue  # another switch covers it now
-        if any(str(reason).startswith(_ENGINE_FAILED) for reason in proposal.verdict_reasons):
+        if any(
+            str(reason).startswith(ENGINE_COULD_NOT_EVALUATE) for reason in proposal.verdict_reasons
+        ):
             continue
         if action_types.get(proposal.action_type) is None:
             continue

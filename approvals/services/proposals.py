@@ -51,6 +51,7 @@ from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import (
     ATTEMPT_NUMBERS,
+    ENGINE_COULD_NOT_EVALUATE,
     NO_SURE_ANSWER,
     UNDER_WAY_STATUSES,
     UNSURE_ANSWERS_SAID,
@@ -476,10 +477,7 @@ def verdict_or_engine_failure(
         return (
             Verdict(
                 outcome=VerdictOutcome.REVIEW,
-                reasons=(
-                    f"The policy engine could not evaluate this proposal: {what[:500]}; "
-                    "a human decides.",
-                ),
+                reasons=(f"{ENGINE_COULD_NOT_EVALUATE}: {what[:500]}; a human decides.",),
                 risk=100,  # its risk is unknown: it is seen first
                 required_approvals=_strictest_approvals(action_type, rules),
             ),
