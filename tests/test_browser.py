@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus
@@ -976,6 +977,37 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         )
         assert page.evaluate("window.loadedOnce") is True
         expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
+
+
+def test_a_page_that_reads_it_executed_after_a_stale_answer_says_it_has_been_executed(
+    live_server, demo_world, page
+):
+    """The page asks the proposal's status, then reads its page: the answer said "Executing"
+    with a new attempt, and by the time the page was read it had executed. The page read
+    "Executed" with nothing said of it ("… has been executed.", said from the answer's
+    status, which had not moved). What the page shows says it."""
+    with approved_while_its_channel_holds(live_server, demo_world, page) as held:
+        proposal, answer, endpoint = held
+        wait_until(lambda: endpoint.received)  # the executor's request is at the channel
+        expect(page.locator("#proposal-status")).to_have_text("Executing", timeout=15_000)
+
+        def read_before_it_ended(route) -> None:
+            # Each answer as if read just before the attempt ended: still executing, its
+            # attempt moved on (the page then reads it as it is).
+            response = route.fetch()
+            body = response.json()
+            if body["status"] == "executed":
+                body = {**body, "status": "executing", "last_attempt": "read before it ended"}
+            route.fulfill(response=response, json=body)
+
+        status_url = reverse("admin:approvals_proposal_status", args=[proposal.pk])
+        page.route(f"**{status_url}", read_before_it_ended)
+        answer.set()
+
+        expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=15_000)
+        expect(page.locator(".messagelist li").last).to_have_text(
+            f"Proposal #{proposal.pk} has been executed."
+        )
 
 
 def test_the_operator_sees_an_execution_fail_without_reloading_in_words(

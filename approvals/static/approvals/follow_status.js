@@ -86,7 +86,8 @@ document.addEventListener("DOMContentLoaded", () => {
         return;
       }
       const { status, attempts, last_attempt: lastAttempt } = await response.json();
-      const newStatus = status !== follow.dataset.status;
+      const was = follow.dataset.status;
+      const newStatus = status !== was;
       // An attempt on its channel failed, or the next one began, while its status stayed
       // "Executing": the page said "attempt 2 is due at …" after attempt 2 had failed.
       const newAttempt =
@@ -97,7 +98,10 @@ document.addEventListener("DOMContentLoaded", () => {
           window.location.reload();
           return;
         }
-        if (newStatus) {
+        // Said from the page just read, which may have moved on past the answer above: an
+        // attempt ended and the proposal executed between the two reads, and the page read
+        // "Executed" with nothing said of it.
+        if (document.getElementById("proposal-status").dataset.status !== was) {
           tellStatus(follow.dataset.proposal);
         }
         delay = 500; // it moved: the next move may come soon
