@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Execution, ExecutionStatus, Proposal
+from approvals.models import Execution, ExecutionStatus, Proposal, person_retries
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.proposals import proposal_withdraw_for_agent
@@ -162,6 +162,24 @@ def test_one_under_way_says_when_it_started_not_that_it_executed(operator, login
         ("Sent to run again at", f"{at(raise_.approved_at)} by operator"),
         ("Execution started at", at(attempt.started_at)),
     ]
+
+
+def test_a_retry_is_recorded_at_the_instant_it_says_it_was_sent_to_run_again(operator, login):
+    """A retry set the proposal's approved_at, and its history record was written the moment
+    after: across a second's edge its timeline said "Sent to run again at …:07" where the
+    proposal, and the auditor's export beside it, said it was approved at …:06. The move and
+    its record are one instant."""
+    raise_ = failed(a_raise())
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_.refresh_from_db()
+
+    [record] = person_retries([raise_.pk])
+
+    assert record[1] == raise_.approved_at
+    assert timeline(login("auditor"), raise_)[4] == (
+        "Sent to run again at",
+        f"{at(raise_.approved_at)} by operator",
+    )
 
 
 def test_one_approved_to_run_says_it_has_not_executed_yet(operator, login):

@@ -273,10 +273,13 @@ def proposal_transition(
         counted_before = counted_state(proposal)
         for field, value in (changes or {}).items():
             setattr(proposal, field, value)
-        moved = _move(
-            proposal, to_status, reason=reason, now=timezone.now(), said_to_agent=said_to_agent
-        )
+        now = timezone.now()
+        moved = _move(proposal, to_status, reason=reason, now=now, said_to_agent=said_to_agent)
+        # Its history record is of the move at the instant the move set ("Sent to run again
+        # at" as its approved_at), not the moment after, which can be the next second.
+        proposal._history_date = now
         proposal.save(update_fields=[*(changes or {}), *moved])  # what changed, no more
+        del proposal._history_date
         counted_moves_update([(proposal, counted_before)])
         _after_move([proposal])
     return proposal
