@@ -26,17 +26,12 @@ LOOK_ALIKES = [
 ]
 
 
-@pytest.mark.parametrize("name", LOOK_ALIKES)
-def test_a_policy_named_as_it_would_show_as_another_is_refused(login, demo_world, name):
-    """A policy owner added a policy scoped to one agent, auto-executing its every bid
-    move, named "Bid adjustments" and a zero-width space: the proposals it let run said
-    "Routed by policy “Bid adjustments”", the demo's vetted policy as far as any reader
-    could tell. Refused, saying why; nothing saved."""
+def every_bid_move_run_by_a_policy_named(login, name: str):
+    """A policy owner's add page posted: a policy named ``name`` auto-executing every bid
+    move, at priority 7, beside the demo's own, which covers every bid adjustment."""
     client = login("policy-owner")
     url = reverse("admin:policies_policy_add")
-    before = Policy.objects.count()
-
-    page = client.post(
+    return client.post(
         url,
         form_data(
             client,
@@ -46,9 +41,20 @@ def test_a_policy_named_as_it_would_show_as_another_is_refused(login, demo_world
             is_active="on",
             auto_execute_max_magnitude="1000",
             always_review=False,
-            priority="7",  # beside the demo's own, which covers every bid adjustment
+            priority="7",
         ),
     )
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_a_policy_named_as_it_would_show_as_another_is_refused(login, demo_world, name):
+    """A policy owner added a policy scoped to one agent, auto-executing its every bid
+    move, named "Bid adjustments" and a zero-width space: the proposals it let run said
+    "Routed by policy “Bid adjustments”", the demo's vetted policy as far as any reader
+    could tell. Refused, saying why; nothing saved."""
+    before = Policy.objects.count()
+
+    page = every_bid_move_run_by_a_policy_named(login, name)
 
     assert page.status_code == 200  # the form again, saying why
     assert "would show as another name" in page.text
@@ -459,23 +465,10 @@ def test_a_policy_given_another_live_policys_very_name_is_refused_naming_it(
     bid move at priority 7: both read "Routed by policy “Bid adjustments”" to every reader.
     Typed "Bid adjustmentｓ", a full-width "ｓ" kept as the plain letter it shows, it was the
     same name. Refused, naming the policy that has it; nothing saved."""
-    client = login("policy-owner")
-    url = reverse("admin:policies_policy_add")
     vetted = Policy.objects.get(name="Bid adjustments")
     before = Policy.objects.count()
 
-    page = client.post(
-        url,
-        form_data(
-            client,
-            url,
-            name=name,
-            action_type="bid_adjustment",
-            is_active="on",
-            auto_execute_max_magnitude="1000",
-            priority="7",
-        ),
-    )
+    page = every_bid_move_run_by_a_policy_named(login, name)
 
     assert page.status_code == 200  # the form again, saying why
     assert page.context["adminform"].form.errors["name"] == [
