@@ -16,6 +16,7 @@ from rest_framework.settings import api_settings
 
 from hitlproject.confusables import describe, representatives, skeleton
 from hitlproject.errors import InvalidInput
+from hitlproject.parsers import NumberAsWritten
 from hitlproject.schema import docstring_for_code_readers
 
 MAX_JSON_DEPTH = 8
@@ -98,12 +99,25 @@ class StrictFloatField(serializers.FloatField):
 
     default_error_messages = {
         "overflow": "Must be a number a 64-bit float holds (up to about 1.8e308).",
+        "not_kept": (
+            "{written} cannot be kept as written: it would be stored, and shown to the "
+            "reviewer, as {kept}. A number is held as a 64-bit float (about 15 significant "
+            "digits, down to about 1e-308); send it rounded to that."
+        ),
     }
 
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool) or (isinstance(data, str) and not JSON_NUMBER.fullmatch(data)):
             self.fail("invalid")
-        return super().to_internal_value(data) + 0.0  # -0.0 + 0.0 is 0.0
+        value = super().to_internal_value(data) + 0.0  # -0.0 + 0.0 is 0.0
+        # As written, not as the float it became: 1.0000…01 (40 digits) is above a maximum
+        # of 1 that its float, 1.0, is not, and was stored and shown as 1.0.
+        written = data if isinstance(data, str) else getattr(data, "written", None)
+        if written is not None and any(mark in written for mark in ".eE"):
+            as_written = NumberAsWritten.read(written)
+            if (kept := float_kept(as_written)) is not None:
+                self.fail("not_kept", written=written, kept=kept)
+        return value
 
 
 # A JSON number (RFC 8259's grammar), as the text of one may write it too.

@@ -153,6 +153,37 @@ def test_a_confidence_of_minus_zero_is_kept_and_read_back_as_zero(optimizer):
     assert '"confidence":0.0' in again.content.decode()
 
 
+@pytest.mark.parametrize(
+    "written, kept",
+    [
+        # Above one as written, 1.0 as a float: it passed the 0-to-1 check it fails.
+        ("1.0000000000000000000000000000000000000001", "1.0"),
+        ("0.99999999999999999999999999999999999999999", "1.0"),
+        ('"0.1000000000000000000001"', "0.1"),
+        ("1e-400", "0.0"),
+    ],
+)
+def test_a_confidence_a_float_cannot_hold_as_written_is_refused_saying_what_it_would_be(
+    optimizer, written, kept
+):
+    """A confidence of 40 digits was stored, and shown to the reviewer, as another number
+    (1.0000…01, above one, kept as 1.0), with a 201; as supporting data's figures are, it is
+    refused saying what it would have become, for a proposal and for a dry run alike."""
+    body = json.dumps(bid_adjustment(confidence=0.25)).replace("0.25", written)
+    for url in (URL, "/api/v1/policies/evaluate/"):
+        response = optimizer.post(url, body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        said = response.json()["confidence"][0]
+        bare = written.strip('"')
+        assert said.startswith(f"{bare} cannot be kept as written: it would be stored, and "), said
+        assert f"as {kept}." in said, said
+    assert Proposal.objects.count() == 0
+    body = json.dumps(bid_adjustment(confidence=0.25)).replace("0.25", "0.30000000000000004")
+    response = optimizer.post(URL, body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["confidence"] == 0.30000000000000004
+
+
 def test_a_proposal_wrong_in_its_fields_and_its_payload_is_told_both_at_once(optimizer):
     """An agent (a model correcting its tool call, often) mends everything in one go, not
     the top-level fields first and its payload on the next try."""
