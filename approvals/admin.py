@@ -140,6 +140,7 @@ from approvals.services.proposals import (
     HELD_BACK_BETWEEN,
     SEEN_SHAPE,
     assessed_as_retried,
+    brand_findings_taken_out,
     guardrail_blocks_counting_approved,
     held_back_by,
     held_back_reason_now,
@@ -222,7 +223,6 @@ from policies.services import (
     WHEN_HELD_BACK_BETWEEN,
     WHEN_ROUTED,
     KillSwitchRun,
-    brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
     kill_switch_named_in,
@@ -936,14 +936,7 @@ def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]
         routed_payload = proposal.routed_payload
     else:
         routed_payload = routings(proposal.pk).values_list("payload", flat=True).first()
-    if routed_payload is None or routed_payload == proposal.payload:
-        return frozenset()
-    texts = action_types.named(proposal.action_type).texts
-    found_then, found_now = (
-        brand_guideline_findings(account=proposal.account, texts=texts(payload))
-        for payload in (routed_payload, proposal.payload)
-    )
-    return frozenset(found_then) - frozenset(found_now)
+    return brand_findings_taken_out(proposal, before=routed_payload, after=proposal.payload)
 
 
 def _kill_switches_engaged_over(proposal: Proposal) -> list[KillSwitch]:

@@ -20,8 +20,14 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.simulation import simulate
 from ledger.models import Account
 from notifications.models import Notification, Route
-from policies.models import KillSwitch
-from tests.conftest import bid_adjustment, creative_batch, posted_from_page
+from policies.models import KillSwitch, Policy
+from tests.conftest import (
+    bid_adjustment,
+    creative,
+    creative_batch,
+    decided_from_page,
+    posted_from_page,
+)
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -261,3 +267,56 @@ def test_a_release_reads_and_writes_the_proposals_it_lowers_in_bulk(demo_world):
     varied, figures = released_counting_statements(["2.08", "2.10", "2.12"] * 7)
     assert figures == 3
     assert varied == one + figures - 1
+
+
+def test_a_banned_term_an_edit_took_out_does_not_keep_a_released_switch_s_risk(login, agent_client):
+    """Under a two-person rule, a switch on account demo sends copywriter's creative, whose
+    headline says "Guaranteed", to a person at 96. An operator edits the term out and
+    approves (the switch still engaged, it stays raised); a +20% budget change waits at 55.
+    Released in the console, the creative kept its 96 and sat first, its mark reading
+    "kill switch released; found as proposed, not as edited": the brand finding of the
+    agent's words counted as another guardrail speaking. Now it reads the risk its edit has,
+    below the budget change, in the queue and the API, its history saying why."""
+    Policy.objects.filter(action_type="creative_deployment").update(required_approvals=2)
+    budget = evaluated(budget_change("generic-search", "600.00"))  # +20%
+    switch = KillSwitch.objects.create(scope="account", account=demo(), reason=OUTAGE)
+    creatives = evaluated(
+        creative_batch(creative(headline="Guaranteed savings", body="Every day.")),
+        agent="copywriter",
+    )
+    assert creatives.risk == 96
+    operator = login("operator")
+    edited = decided_from_page(
+        operator,
+        "edit-approve",
+        creatives.pk,
+        {
+            "edit-creative-0-headline": "Big savings",
+            "edit-creative-0-body": "Every day.",
+            "edit-creative-0-call_to_action": "Try it",
+        },
+    )
+    assert edited.status_code == 302
+    creatives.refresh_from_db()
+    assert (creatives.status, creatives.approvals_this_round) == (ProposalStatus.PENDING_REVIEW, 1)
+    assert creatives.risk == 96  # the switch still speaks about it
+    assert queue_read(operator) == [(creatives.pk, 96), (budget.pk, 55)]
+
+    released_in_the_console(login("policy-owner"), switch)
+
+    creatives.refresh_from_db()
+    budget.refresh_from_db()
+    assert creatives.status == ProposalStatus.PENDING_REVIEW  # still a person's to decide
+    # A creative batch's weight 30, one creative against no ceiling 15, copywriter's record 5.
+    assert (creatives.risk, budget.risk) == (50, 55)
+    assert queue_read(operator) == [(budget.pk, 55), (creatives.pk, 50)]
+    assert agent_client("copywriter").get(f"/api/v1/proposals/{creatives.pk}/").json()["risk"] == 50
+    assert creatives.history.latest("history_id").history_change_reason == (
+        "Risk 96 → 50: the kill switch on account demo, which raised it, was released; no kill "
+        "switch covers it now, and “guaranteed”, found as its agent proposed it, was taken out "
+        f"by a reviewer's edit, and no other guardrail speaks about it. {STILL_WAITS}"
+    )
+    # What was found as proposed stays on its page, as the routing's, of the agent's words.
+    page = text_of(operator.get(reverse("admin:approvals_proposal_change", args=[creatives.pk])))
+    routed = page.split("Why it came to a person, as copywriter proposed it:")[1]
+    assert "The headline of creative 1 uses the banned term “guaranteed”" in routed

@@ -23,7 +23,7 @@ per agent; written in one UPDATE and one INSERT of their history."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from django.db.models import Q
@@ -31,7 +31,13 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.proposals import facts_as_recorded, routed_version
+from approvals.selectors import first_routings
+from approvals.services.proposals import (
+    brand_findings_named,
+    brand_findings_taken_out,
+    facts_as_recorded,
+    routed_version,
+)
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.vocabulary import ENGINE_COULD_NOT_EVALUATE
@@ -60,18 +66,31 @@ def _covered_then(covered: Mapping[str, Any]) -> Q:
 
 
 def risk_lowered_reason(
-    *, old: int, new: int, named: str, switch: KillSwitch, others: bool = False
+    *,
+    old: int,
+    new: int,
+    named: str,
+    switch: KillSwitch,
+    others: bool = False,
+    edited_out: Collection[str] = (),
 ) -> str:
     """Why a proposal's risk went from ``old`` to ``new``, as its history says it: the switch
     ``named`` as its finding names it ("The kill switch on everything") was released, or
     moved to what ``switch`` covers now. ``others``: its findings name other switches too,
-    released before (it was the last that covered it)."""
+    released before (it was the last that covered it). ``edited_out``: what the brand
+    guidelines found in its agent's words, which a reviewer's edit took out."""
     then = named.replace("The", "the", 1)
     what = "was released" if not switch.engaged else f"was moved to {switch.scope_in_words()}"
     raised = "the last of the kill switches that raised it" if others else "which raised it"
+    spoke = (
+        f"{brand_findings_named(edited_out)}, found as its agent proposed it, was taken out by "
+        "a reviewer's edit, and no other guardrail speaks about it"
+        if edited_out
+        else "no other guardrail spoke about it"
+    )
     return (
-        f"Risk {old} → {new}: {then}, {raised}, {what}; no kill switch covers it now, and no "
-        "other guardrail spoke about it. It still waits for a person's decision."
+        f"Risk {old} → {new}: {then}, {raised}, {what}; no kill switch covers it now, and "
+        f"{spoke}. It still waits for a person's decision."
     )
 
 
@@ -103,14 +122,34 @@ def proposals_risk_reassess_after_kill_switch(
     engaged = kill_switches_told_apart(
         KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
     )
+    # What the brand guidelines found in the agent's words and a reviewer's edit took out
+    # speaks about it no more (its page says so): as proposed, read in one statement.
+    others_found = {
+        proposal.pk: [
+            str(finding)
+            for finding in (proposal.guardrail_findings or {}).get("review", [])
+            if not kill_switch_named_in(str(finding))
+        ]
+        for proposal in waiting
+    }
+    as_proposed = dict(
+        first_routings([pk for pk, others in others_found.items() if others]).values_list(
+            "id", "payload"
+        )
+    )
     raised = []
     for proposal in waiting:
         findings = proposal.guardrail_findings or {}
         named = [kill_switch_named_in(str(finding)) for finding in findings.get("review", [])]
         if not any(name in its_names for name in named):
             continue  # this switch did not raise it
-        if findings.get("block") or not all(named):
-            continue  # another guardrail spoke about it
+        others = others_found[proposal.pk]
+        if others and not set(others) <= brand_findings_taken_out(
+            proposal, before=as_proposed.get(proposal.pk), after=proposal.payload
+        ):
+            continue  # another guardrail spoke about it, and still does
+        if findings.get("block"):
+            continue
         if kill_switches_covering(engaged, proposal.account):
             continue  # another switch covers it now
         if any(
@@ -119,6 +158,7 @@ def proposals_risk_reassess_after_kill_switch(
             continue
         if action_types.get(proposal.action_type) is None:
             continue
+        named = [name for name in named if name]
         raised.append((proposal, next(name for name in named if name in its_names), named))
     if not raised:
         return []
@@ -139,6 +179,7 @@ def proposals_risk_reassess_after_kill_switch(
             named=name,
             switch=switch,
             others=len(set(named)) > 1,
+            edited_out=others_found[proposal.pk],
         )
         proposal.risk = new
         proposal.updated_at = now

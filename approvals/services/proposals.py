@@ -70,6 +70,7 @@ from policies.services import (
     EvaluationContext,
     GuardrailFindings,
     brand_findings_ahead,
+    brand_guideline_findings,
     changes_spend,
     deciding_rule,
     in_force,
@@ -1579,6 +1580,45 @@ def kill_switches_gone_said(
     gone = dict.fromkeys(kill_switch_gone(finding, (), moved=moved) for finding in findings)
     those = "the one above has" if len(findings) == 1 else "those above have"
     return f"No kill switch covers it now: {those} been {' or '.join(gone)} since."
+
+
+def brand_findings_taken_out(
+    proposal: Proposal, *, before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> frozenset[str]:
+    """What the brand guidelines find in a proposal's texts as ``before`` reads them and not
+    as ``after`` does: what an edit took out (``before``, its action as its agent made it, or
+    as it was just before the edit; ``after``, as edited). None where it was not edited
+    (``before`` None or the same). One the guidelines no longer find in either (they changed
+    since) is not taken out: it stands as recorded."""
+    if before is None or before == after:
+        return frozenset()
+    texts = action_types.named(proposal.action_type).texts
+    found_then, found_now = (
+        brand_guideline_findings(account=proposal.account, texts=texts(payload))
+        for payload in (before, after)
+    )
+    return frozenset(found_then) - frozenset(found_now)
+
+
+_BANNED_TERM = re.compile(r"uses the banned term (“.*?”)(?=[:,])")
+
+
+def brand_findings_named(findings: Iterable[str]) -> str:
+    """What brand guideline findings are of, as a history reason names them: their banned
+    terms ("“guaranteed” and “risk-free”"), or, for one of another kind (a pattern, a missing
+    disclaimer, hidden text), the finding whole, in brackets after "what the brand guidelines
+    found"."""
+    terms, others = [], []
+    for finding in sorted(findings):
+        term = _BANNED_TERM.search(finding)
+        if term is None:
+            others.append(finding)
+        elif term.group(1) not in terms:
+            terms.append(term.group(1))
+    named = [" and ".join(terms)] if terms else []
+    if others:
+        named.append(f"what the brand guidelines found ({' '.join(others)})")
+    return " and ".join(named)
 
 
 # How the reason of an approved proposal re-assessed as it was about to run begins (its
