@@ -520,3 +520,47 @@ def test_a_decision_s_history_records_are_dated_when_it_was_made(operators):
     said = [reason for reason in records if reason and "1 of 2 approvals" in reason]
     assert len(said) == 1 and records[said[0]] == counted.created_at
     assert Proposal.objects.get(pk=proposal.pk).decided_at == settled.created_at
+
+
+def test_an_edit_that_takes_out_a_banned_term_says_why_its_risk_fell(operators, login):
+    """Under a two-person rule, copywriter's creative says "Guaranteed" and waits at 96. An
+    operator edits the term out: its risk became the edit's own, 50, with the history saying
+    only "edited by operator before approval" beside Risk 96 → 50. Now it says why; one edit
+    that leaves the term in keeps it raised and says nothing of its risk."""
+    Policy.objects.filter(action_type="creative_deployment").update(required_approvals=2)
+    mended, kept = (
+        evaluated(
+            creative_batch(creative(headline="Guaranteed savings", body="Every day.")),
+            agent="copywriter",
+        )
+        for _ in range(2)
+    )
+    assert (mended.risk, kept.risk) == (96, 96)
+    operator = login("operator")
+    for proposal, body in ((mended, "Every day."), (kept, "Every single day.")):
+        edited = decided_from_page(
+            operator,
+            "edit-approve",
+            proposal.pk,
+            {
+                "edit-creative-0-headline": "Big savings"
+                if proposal == mended
+                else ("Guaranteed savings"),
+                "edit-creative-0-body": body,
+                "edit-creative-0-call_to_action": "Try it",
+            },
+        )
+        assert edited.status_code == 302
+        proposal.refresh_from_db()
+        assert proposal.status == ProposalStatus.PENDING_REVIEW  # 1 of 2 approvals
+
+    assert (mended.risk, kept.risk) == (50, 96)
+    edit_record = mended.history.filter(payload=mended.payload).earliest("history_id")
+    assert edit_record.history_change_reason == (
+        "edited by operator before approval. Risk 96 → 50: the edit took out “guaranteed”, "
+        "which raised it; no guardrail speaks about it as edited"
+    )
+    history = login("auditor").get(reverse("admin:approvals_proposal_history", args=[mended.pk]))
+    assert "Risk 96 → 50: the edit took out “guaranteed”, which raised it" in history.text
+    kept_record = kept.history.filter(payload=kept.payload).earliest("history_id")
+    assert kept_record.history_change_reason == "edited by operator before approval"

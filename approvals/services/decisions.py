@@ -59,6 +59,8 @@ from approvals.services.lifecycle import (
 from approvals.services.proposals import (
     EDITED_BEFORE_APPROVAL,
     action_assess,
+    brand_findings_named,
+    brand_findings_taken_out,
     edited_since_seen,
     guardrail_blocks_counting_approved,
     payload_seen,
@@ -87,6 +89,7 @@ from hitlproject.vocabulary import (
     refuses_now,
 )
 from ledger.models import campaign_field_label
+from policies.engine import GUARDED_RISK_MIN
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -146,6 +149,24 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         )
         note = f"{EDITED_BEFORE_APPROVAL} ({changed} changed): {summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
+
+
+def _risk_after_edit_said(proposal: Proposal, edit: Mapping[str, Any]) -> str:
+    """What an edit's history record says of the risk it lowers out of the band a guardrail
+    raises it into, where what raised it was what the brand guidelines found in the words it
+    took out: ". Risk 96 → 50: the edit took out “guaranteed”, which raised it; no guardrail
+    speaks about it as edited." Nothing where the risk stays raised (a kill switch, or a term
+    left in) or was not raised."""
+    old, new = proposal.risk, edit["risk"]
+    if old is None or old < GUARDED_RISK_MIN or new >= GUARDED_RISK_MIN:
+        return ""
+    taken_out = brand_findings_taken_out(proposal, before=proposal.payload, after=edit["payload"])
+    if not taken_out:
+        return ""
+    return (
+        f". Risk {old} → {new}: the edit took out {brand_findings_named(taken_out)}, which "
+        "raised it; no guardrail speaks about it as edited"
+    )
 
 
 def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
@@ -445,9 +466,12 @@ def _decisions_record(
                     proposal.review_round += 1
                     proposal.approvals_this_round = 0
                     restarted.add(proposal.pk)
+                risk_said = _risk_after_edit_said(proposal, changes[proposal.pk])
                 for field_name, value in changes[proposal.pk].items():
                     setattr(proposal, field_name, value)
-                proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
+                proposal._change_reason = (
+                    f"edited by {reviewer.get_username()} before approval{risk_said}"
+                )
                 proposal.save()
     # When the decision was made, after any edit's save: its record, the proposals it
     # settles (their ``decided_at``) and those it leaves counting approvals all say it.
