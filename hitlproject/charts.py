@@ -33,7 +33,19 @@ def as_sent(value: float | int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b", "#d9a441", "#7a5c8e"]
+# Ten, so that no two series of one chart share a colour (a scorecard's has up to ten).
+BAR_PALETTE = [
+    "#8aa4b8",
+    "#264b5d",
+    "#c8553d",
+    "#588b8b",
+    "#d9a441",
+    "#7a5c8e",
+    "#6b8f3a",
+    "#b5658a",
+    "#3d6fb6",
+    "#8c6d46",
+]
 
 
 @dataclass(frozen=True)

@@ -249,3 +249,20 @@ def test_a_median_of_a_few_minutes_reads_to_the_tenth_of_a_minute(login):
 )
 def test_a_duration_reads_within_a_few_percent_of_the_truth(seconds, said):
     assert duration(timezone.timedelta(seconds=seconds)) == said
+
+
+def test_the_scorecard_chart_counts_every_proposal_an_action_type_made(record, login):
+    """The chart of how an agent's proposals fared drew five of their endings: a bid its
+    policy approved that has not run yet (or failed, or was superseded, blocked, withdrawn)
+    was in the table and nowhere in the chart, whose bars for bid adjustments added up to 5
+    of the 6 made. Each ending some proposal came to has its bars."""
+    agent = Agent.objects.get(name="optimizer")
+    page = login("operator").get(reverse("admin:approvals_agent_change", args=[agent.pk]))
+    text = re.sub(r">\s+<", "><", page.text)
+    figures = text.split("<summary>The figures of “How its proposals fared, by action type”")[1]
+    figures = figures.split("</details>")[0]
+    heads = re.findall(r'<th scope="col">([^<]+)</th>', figures)
+    row = re.findall(r'<tr><th scope="row">bid adjustment</th>((?:<td>\d+</td>)+)</tr>', figures)
+    counts = dict(zip(heads, map(int, re.findall(r"<td>(\d+)</td>", row[0])), strict=True))
+    assert counts["Auto-approved, not executed"] == 1
+    assert sum(counts.values()) == 6

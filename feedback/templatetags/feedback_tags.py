@@ -16,19 +16,34 @@ def effect_label(effect: str) -> str:
     return OutcomeEffect(effect).label if effect in OutcomeEffect.values else "figures only"
 
 
+# Every ending of ``ProposalCounts``, so that an action type's bars add up to the proposals it
+# made, as its row does; the first five always drawn, the others where a proposal came to them.
+FARED = (
+    ("auto_executed", "Auto-executed", True),
+    ("approved_as_proposed", "Approved as proposed", True),
+    ("edited", "Approved with edits", True),
+    ("rejected", "Rejected", True),
+    ("expired", "Expired", True),
+    ("waiting", "Waiting for a person", False),
+    ("auto_not_executed", "Auto-approved, not executed", False),
+    ("blocked", "Blocked by policy", False),
+    ("withdrawn", "Withdrawn", False),
+    ("superseded", "Superseded", False),
+)
+
+
 def scorecard_charts(cards: list[Scorecard]) -> dict:
     """A scorecard's charts: how each action type's proposals fared (each named as its
-    table names it), and why people rejected them."""
+    table names it, every proposal it made in its bars), and why people rejected them."""
+    series = [
+        (label, [getattr(card, ending) for card in cards])
+        for ending, label, always in FARED
+        if always or any(getattr(card, ending) for card in cards)
+    ]
     verdicts = grouped_bars(
         [action_type_label(card.action_type) for card in cards],
-        [
-            ("Auto-executed", [card.auto_executed for card in cards]),
-            ("Approved as proposed", [card.approved_as_proposed for card in cards]),
-            ("Approved with edits", [card.edited for card in cards]),
-            ("Rejected", [card.rejected for card in cards]),
-            ("Expired", [card.expired for card in cards]),
-        ],
-        width=max(520, 140 * len(cards)),
+        series,
+        width=max(520, 140 * len(cards), 20 * len(series) * len(cards)),
     )
     reasons: dict[str, int] = {}
     for card in cards:
