@@ -1498,9 +1498,11 @@ def proposal_states(
         )
         heading += _CARRIED_OUT_SAID.get(carried_out(runs), "") if runs else ""
     # What its lines say it leaves once the moves ahead have run is what its run then leaves:
-    # a retry re-assesses it then, from the ledger as they leave it, as its column says.
+    # a failed one runs again only by a retry, which runs after them and re-assesses it from
+    # the ledger as they leave it (they move what it touches), whether or not the budget it
+    # draws on has moved already (its column, where it has).
     how = "as edited" if since.edited else "as proposed"
-    if RETRIED_COLUMN in columns:
+    if proposal.status == ProposalStatus.FAILED and done is None:
         how = RETRIED_THEN
     return ProposalStates(
         heading=heading,

@@ -224,11 +224,11 @@ def test_a_failed_move_names_those_approved_after_it_as_ahead_of_its_retry(login
     page = page_of(login("operator"), failed)
     assert ahead_said(page) == [
         f"Once #{before.pk}, approved before it, and #{after.pk}, approved before its retry, "
-        "have run: display-retarget daily budget 300.00 → 210.00; after this one, as "
-        "proposed, 10.00.",
+        "have run: display-retarget daily budget 300.00 → 210.00; after this one, as a "
+        "retry would re-assess it then, 10.00.",
         f"Once #{before.pk}, approved before it, and #{after.pk}, approved before its retry, "
-        "have run: generic-search daily budget 500.00 → 590.00; after this one, as "
-        "proposed, 790.00.",
+        "have run: generic-search daily budget 500.00 → 590.00; after this one, as a retry "
+        "would re-assess it then, 790.00.",
     ]
 
     # And where its retry would fail, the refusal says so in the same words.

@@ -359,3 +359,47 @@ def test_a_failed_move_no_policy_routed_is_judged_by_the_policy_that_decides_it_
         proposal_retry(proposal_id=failed.pk, reviewer=operator)
     failed.refresh_from_db()
     assert failed.status == ProposalStatus.FAILED and failed.executions.count() == 1
+
+
+def approved_ahead(operator, amount: str) -> Proposal:
+    """A move out of brand-search a person approved, not yet run: a failed move's retry runs
+    after it, and is re-assessed from what it leaves."""
+    ahead = evaluated(reallocation(amount))
+    assert proposal_approve(proposal_id=ahead.pk, reviewer=operator).status == "approved"
+    return ahead
+
+
+@pytest.mark.django_db
+def test_a_failed_move_its_source_unmoved_behind_one_approved_says_what_its_retry_leaves(
+    login, operator
+):
+    """180.00 from brand-search (1,000.00) to generic-search (500.00), failed; #N, 150.00
+    the same way, approved since, not yet run; brand-search has not moved. The lines under
+    its table said "after this one, as proposed, 670.00", where a retry runs after #N and
+    is re-assessed from what #N leaves (21.2% of 850.00, not 18.0% of 1,000.00, as
+    proposed). Now they say "as a retry would re-assess it then", and the retry, pressed,
+    leaves just that."""
+    failed = failed_reallocation(operator, "180.00")
+    ahead = approved_ahead(operator, "150.00")
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+
+    page = login("operator").get(page_url).text
+
+    assert 'id="retry-form"' in page
+    assert states_table(page)[1:] == [
+        ["brand-search", "daily budget", "1000.00", "820.00", "1000.00"],
+        ["generic-search", "daily budget", "500.00", "680.00", "500.00"],
+    ]
+    assert ahead_said(page) == [
+        f"Once #{ahead.pk}, approved before its retry, has run: brand-search daily budget "
+        "1000.00 → 850.00; after this one, as a retry would re-assess it then, 670.00.",
+        f"Once #{ahead.pk}, approved before its retry, has run: generic-search daily budget "
+        "500.00 → 650.00; after this one, as a retry would re-assess it then, 830.00.",
+    ]
+    login("operator").post(reverse("admin:approvals_proposal_retry", args=[failed.pk]))
+    assert Proposal.objects.get(pk=failed.pk).status == ProposalStatus.APPROVED
+    assert proposal_execute(proposal_id=ahead.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("670.00"), Decimal("830.00"))
+    failed.refresh_from_db()
+    assert "(21.2%)" in failed.verdict_reasons[0]
