@@ -206,7 +206,7 @@ def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
     "a guardrail and the hard ceiling of the policy that routed it refuse it now"; ``named``
     names the proposal ("proposal #12")."""
     by = refused_by(reasons, named=named)
-    if by.startswith("a guardrail and"):
+    if " and " in by:  # a guardrail and a policy's hard ceiling, or two policies' ceilings
         return f"{by} refuse it now"
     if by == "a guardrail":
         return f"a guardrail refuses {named} now"
@@ -216,12 +216,20 @@ def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
 def refused_by(reasons: Sequence[str], *, named: str = "it") -> str:
     """Who refuses a proposal for ``reasons`` (``refuses_now``), as a sentence names them:
     "a guardrail", "the hard ceiling of the policy that routed it" (or, for a retry judged by
-    a policy added since, ``DecidingCeilingFinding``, "… that decides it now"), or both."""
+    a policy added since, ``DecidingCeilingFinding``, "… that decides it now"; where both
+    policies' refuse it, "the hard ceilings of the policy that decides it now and of the
+    policy that routed it"), or a guardrail and those."""
     ceilings = [reason for reason in reasons if isinstance(reason, HardCeilingFinding)]
     ceiling = bool(ceilings)
     guardrail = len(ceilings) < len(reasons)
+    deciding = sum(isinstance(reason, DecidingCeilingFinding) for reason in ceilings)
     policy_s = f"the hard ceiling of the policy that routed {named}"
-    if ceilings and all(isinstance(reason, DecidingCeilingFinding) for reason in ceilings):
+    if deciding and deciding < len(ceilings):
+        policy_s = (
+            f"the hard ceilings of the policy that decides {named} now and of the policy that "
+            "routed it"
+        )
+    elif deciding:
         policy_s = f"the hard ceiling of the policy that decides {named} now"
     if ceiling and guardrail:
         return f"a guardrail and {policy_s}"

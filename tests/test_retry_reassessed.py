@@ -369,6 +369,63 @@ def approved_ahead(operator, amount: str) -> Proposal:
     return ahead
 
 
+ABOVE_20 = (
+    "21.2% of brand-search's daily budget is above the 20.0% hard ceiling of policy “Budget "
+    "reallocations”."
+)
+
+
+@pytest.mark.django_db
+def test_a_failed_move_above_the_hard_ceiling_once_the_moves_ahead_have_run_is_not_retried(
+    login, operator
+):
+    """18% of brand-search's 1,000.00 under a 20% hard ceiling, failed; #N, 150.00 out of
+    brand-search, approved since, not yet run. A retry runs after #N and is re-assessed from
+    the 850.00 it leaves: 21.2%. The page judged the retry at 18% and offered Retry; pressed,
+    it was "sent to run again", and its execution after #N failed at once ("It would now be
+    blocked: 21.2% …"). Now the page says why no retry is offered, naming #N, and a retry
+    pressed anyway is refused in those words; with the ceiling raised to 22%, Retry is
+    offered, and pressed, it runs after #N on the figures #N leaves."""
+    owner = login("policy-owner")
+    saved(owner, reallocations(), block_above_magnitude="20")
+    failed = failed_reallocation(operator, "180.00")
+    ahead = approved_ahead(operator, "150.00")
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    retry_url = reverse("admin:approvals_proposal_retry", args=[failed.pk])
+    why = (
+        "Re-assessed since policy “Budget reallocations” routed this proposal (version 2, "
+        f"unchanged since), as the budget it draws on moves once #{ahead.pk}, approved before "
+        f"its retry, has run: {ABOVE_20}"
+    )
+
+    page = login("operator").get(page_url).text
+    answer = login("operator").post(retry_url, follow=True)
+
+    assert 'id="retry-form"' not in page
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    assert as_read(note) == (
+        f"The hard ceiling of the policy that routed it refuses it now: {why} "
+        "A retry would fail again: its execution would refuse it."
+    )
+    assert [str(message) for message in answer.context["messages"]] == [
+        f"The hard ceiling of the policy that routed proposal #{failed.pk} refuses it now: "
+        f"{why} A retry would fail again: its execution would refuse it."
+    ]
+    failed.refresh_from_db()
+    assert failed.status == ProposalStatus.FAILED and failed.executions.count() == 1
+
+    saved(owner, reallocations(), block_above_magnitude="22")
+    page = login("operator").get(page_url).text
+    assert 'id="retry-refused-by-guardrail"' not in page and 'id="retry-form"' in page
+    login("operator").post(retry_url, follow=True)
+    assert Proposal.objects.get(pk=failed.pk).status == ProposalStatus.APPROVED
+    assert proposal_execute(proposal_id=ahead.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("670.00"), Decimal("830.00"))
+    failed.refresh_from_db()
+    assert "(21.2%)" in failed.verdict_reasons[0]
+
+
 @pytest.mark.django_db
 def test_a_failed_move_its_source_unmoved_behind_one_approved_says_what_its_retry_leaves(
     login, operator
@@ -403,3 +460,47 @@ def test_a_failed_move_its_source_unmoved_behind_one_approved_says_what_its_retr
     assert budgets() == (Decimal("670.00"), Decimal("830.00"))
     failed.refresh_from_db()
     assert "(21.2%)" in failed.verdict_reasons[0]
+
+
+@pytest.mark.django_db
+def test_a_failed_move_both_the_deciding_and_the_changed_routing_policy_refuse_names_each(
+    login, operator
+):
+    """Routed by "Budget reallocations" (version 1, no hard ceiling), failed; that policy
+    given a 20% hard ceiling since (version 2), and a policy for the optimizer's
+    reallocations with a 21% one added; brand-search cut to 850.00: 180.00 is 21.2% of it,
+    above both. Its execution refuses it for either. The page, and a retry pressed anyway,
+    said only the deciding policy's finding; now each policy's, each named."""
+    failed = failed_reallocation(operator, "180.00")
+    saved(login("policy-owner"), reallocations(), block_above_magnitude="20")
+    optimizers_policy(block_above_magnitude=Decimal("0.21"))
+    executed_reallocation(operator, "150.00")  # brand-search 1,000.00 -> 850.00
+    page_url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+    why = (
+        "Re-assessed now, as a retry would run it, as the budget it draws on moved, under "
+        "policy “Reallocations by optimizer” (version 1), which decides it now in place of "
+        "policy “Budget reallocations” (version 1), which routed it: 21.2% of brand-search's "
+        "daily budget is above the 21.0% hard ceiling of policy “Reallocations by optimizer”. "
+        "Policy “Budget reallocations” has changed since it routed this proposal (version 1; "
+        f"now version 2): {ABOVE_20}"
+    )
+
+    page = login("operator").get(page_url).text
+    answer = login("operator").post(
+        reverse("admin:approvals_proposal_retry", args=[failed.pk]), follow=True
+    )
+
+    assert 'id="retry-form"' not in page
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    assert as_read(note) == (
+        "The hard ceilings of the policy that decides it now and of the policy that routed it "
+        f"refuse it now: {why} A retry would fail again: its execution would refuse it."
+    )
+    assert [str(message) for message in answer.context["messages"]] == [
+        f"The hard ceilings of the policy that decides proposal #{failed.pk} now and of the "
+        f"policy that routed it refuse it now: {why} A retry would fail again: its execution "
+        "would refuse it."
+    ]
+    failed.refresh_from_db()
+    assert failed.status == ProposalStatus.FAILED and failed.executions.count() == 1
+    assert budgets() == (Decimal("850.00"), Decimal("650.00"))

@@ -539,6 +539,25 @@ class LedgerAhead:
             for (campaign, name), draws in ran.items()
         ]
 
+    def left_once_run(self, proposal: Proposal) -> tuple[dict[str, Campaign], str] | None:
+        """The campaigns ``proposal`` touches (copies) as the moves counted ahead of it leave
+        them once they have run, the figures it draws on and those it adds to alike (as
+        ``figures_ahead`` says them), with who those moves are, as said of it ("#8, approved
+        before its retry, has run": ``_once_run``); None where none changes a figure it
+        touches, or one of its campaigns is gone. What a failed move's retry, run after them,
+        is re-assessed from (``approvals.services.proposals``' ``_as_retried``): the
+        re-assessment itself is the approvals' to make, with their policies, not the
+        ledger's."""
+        campaigns = self._touched(proposal)
+        if campaigns is None:
+            return None
+        left, ran = self._left_once_run(proposal, campaigns)
+        ran.update(self._landed_once_run(proposal, left))
+        if not ran:
+            return None
+        draws = list(dict.fromkeys(draw for draws in ran.values() for draw in draws))
+        return left, _once_run(draws, retried_after=_retried_after(proposal))
+
     def _touched(self, proposal: Proposal) -> dict[str, Campaign] | None:
         """The campaigns ``proposal`` touches, by external id; None if one of them is gone."""
         held = self.campaigns.get(proposal.account_id, {})

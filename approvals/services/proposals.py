@@ -1094,9 +1094,11 @@ def hard_ceilings_lowered_since(
     the executor's).
 
     A failed one that moves an amount, the figures it is judged by having moved since it was
-    assessed (its source budget cut by another move), is judged as a retry would run it: on
-    its figures re-assessed from the ledger now (``campaigns``: the ledger as the guardrails
-    read it, ``guardrail_campaigns``), as the executor re-assesses it before its attempt
+    assessed (its source budget cut by another move), or moving before its retry runs (moves
+    approved and not yet run ahead of it, which its retry runs after), is judged as a retry
+    would run it: on its figures re-assessed from the ledger as they leave it (``campaigns``:
+    the ledger as the guardrails read it, ``guardrail_campaigns``; the moves ahead read once
+    for all, ``LedgerAhead``), as the executor re-assesses it before its attempt
     (``executors.runner._reassessed``), which would fail it for a block. Retrying it
     re-assessed above its hard ceiling is refused, and said so, rather than sent to fail
     again at once. That re-assessment is judged by the policy that decides it now (as any
@@ -1104,10 +1106,12 @@ def hard_ceilings_lowered_since(
     was added since: judged, and said, by that one's hard ceiling then
     (``_retry_decided_by``), as well as by the routing one's where it changed since."""
     proposals = list(proposals)
-    retried = {}
+    retried: dict[int, _Retried] = {}
     if campaigns is not None:
-        for proposal in proposals:
-            judged = _as_retried(proposal, campaigns)
+        failed = [proposal for proposal in proposals if proposal.status == ProposalStatus.FAILED]
+        ahead = LedgerAhead.ahead_of(failed, campaigns) if failed else None
+        for proposal in failed:
+            judged = _as_retried(proposal, campaigns, ahead)
             if judged is not None:
                 retried[proposal.pk] = judged
     # One no policy routed (none matched it then) is judged too: its retry's execution is.
@@ -1172,39 +1176,72 @@ def hard_ceilings_lowered_since(
             and judged is None
         ):
             continue
-        found = _routing_ceiling_refuses(proposal, judged or proposal, policy, routed, latest)
+        found = _routing_ceiling_refuses(proposal, judged, policy, routed, latest)
         if found:
             refused[proposal.pk] = found
     return refused
 
 
+class _Retried(NamedTuple):
+    """A failed move as its retry's execution would re-assess it (``_as_retried``)."""
+
+    judged: Proposal  # a stand-in with its figures re-assessed (nothing is saved)
+    # Whether the budget it draws on moved since it was assessed (another move ran).
+    moved: bool
+    # The moves approved and not yet run that its retry runs after and that move that budget
+    # first, as said of it ("#8, approved before its retry, has run"); "" for none.
+    once: str
+
+    def drawn_on_said(self) -> str:
+        """Why it is re-assessed, as its refusal says it: "as the budget it draws on moved",
+        "… moves once #8, approved before its retry, has run", or both."""
+        if not self.once:
+            return "as the budget it draws on moved"
+        if not self.moved:
+            return f"as the budget it draws on moves once {self.once}"
+        return f"as the budget it draws on moved, and moves again once {self.once}"
+
+
 def _routing_ceiling_refuses(
     proposal: Proposal,
-    judged: Proposal,
+    retried: _Retried | None,
     policy: Policy,
     routed: int | None,
     latest: Mapping[int, int | None],
 ) -> tuple[str, ...]:
     """What the hard ceilings of ``policy``, the one that routed ``proposal``, as it stands
-    (``latest``), refuse about it as ``judged`` (its retry's re-assessment, or itself), said
-    as changed since it routed it, or re-assessed since under it unchanged."""
+    (``latest``), refuse about it as ``retried`` (its retry's re-assessment) or else as it
+    is, said as changed since it routed it, or re-assessed since under it unchanged."""
+    judged = retried.judged if retried is not None else proposal
     found = hard_ceilings_refuse(judged, rule_from_policy(policy, latest[policy.pk]))
     if not found:
         return ()
     then = version_number(policy.pk, proposal.verdict_policy_version or routed)
     now = version_number(policy.pk, latest[policy.pk])
-    since = (
-        f"Policy “{policy.name}” has changed since it routed this proposal (version "
-        f"{then}; now version {now}): "
-        if then != now
-        else f"Re-assessed since policy “{policy.name}” routed this proposal (version "
-        f"{now}, unchanged since), as the budget it draws on moved: "
-    )
+    if then != now:
+        # Judged once the moves ahead of its retry have run: said so, naming them.
+        once = (
+            f", re-assessed as a retry would run it once {retried.once}"
+            if retried is not None and retried.once
+            else ""
+        )
+        since = (
+            f"Policy “{policy.name}” has changed since it routed this proposal (version "
+            f"{then}; now version {now}){once}: "
+        )
+    else:
+        drawn_on = (
+            retried.drawn_on_said() if retried is not None else "as the budget it draws on moved"
+        )
+        since = (
+            f"Re-assessed since policy “{policy.name}” routed this proposal (version "
+            f"{now}, unchanged since), {drawn_on}: "
+        )
     return (HardCeilingFinding(since + " ".join(found)),)
 
 
 def _retry_decided_by(
-    proposals: Sequence[Proposal], retried: Mapping[int, Proposal]
+    proposals: Sequence[Proposal], retried: Mapping[int, _Retried]
 ) -> dict[int, tuple[Rule, Policy]]:
     """Of the failed ``proposals`` a retry would re-assess (``retried``, by id), those another
     policy than routed them decides now (a more specific one added since, or one where none
@@ -1236,7 +1273,7 @@ def _retry_decided_by(
 
 def _retry_refused_by(
     proposal: Proposal,
-    judged: Proposal,
+    retried: _Retried,
     deciding: tuple[Rule, Policy],
     *,
     routing: Policy | None,
@@ -1244,25 +1281,27 @@ def _retry_refused_by(
     routed: int | None,
     latest: Mapping[int, int | None],
 ) -> tuple[str, ...]:
-    """What refuses a failed proposal's retry, re-assessed (``judged``) under the policy that
-    decides it now (``deciding``, another than routed it), as its execution refuses it: that
-    policy's hard ceilings (``_reassessed``: its verdict blocks it), and those of the routing
-    one (``routing``; ``capped``: it, where it is live with a hard ceiling) where that one
-    changed since it routed it (``_hard_ceilings_lowered``), in the engine's words."""
+    """What refuses a failed proposal's retry, re-assessed (``retried``) under the policy
+    that decides it now (``deciding``, another than routed it), as its execution refuses it:
+    that policy's hard ceilings (``_reassessed``: its verdict blocks it), and those of the
+    routing one (``routing``; ``capped``: it, where it is live with a hard ceiling) where
+    that one changed since it routed it (``_hard_ceilings_lowered``), in the engine's words:
+    each that refuses it, each named."""
     rule, policy = deciding
-    found = hard_ceilings_refuse(judged, rule)
+    found = hard_ceilings_refuse(retried.judged, rule)
+    refused: tuple[str, ...] = ()
     if found:
         since = (
-            "Re-assessed now, as a retry would run it, as the budget it draws on moved, under "
+            f"Re-assessed now, as a retry would run it, {retried.drawn_on_said()}, under "
             f"policy “{policy.name}” (version {policy.version_number}), which decides it now"
             f"{_in_place_of(routing, routed)}: "
         )
-        return (DecidingCeilingFinding(since + " ".join(found)),)
+        refused = (DecidingCeilingFinding(since + " ".join(found)),)
     if capped is None or routed is None or latest.get(capped.pk) is None:
-        return ()
+        return refused
     if latest[capped.pk] == routed and proposal.reassessed_policy_version is None:
-        return ()  # unchanged since it routed it: its execution does not ask it again
-    return _routing_ceiling_refuses(proposal, judged, capped, routed, latest)
+        return refused  # unchanged since it routed it: its execution does not ask it again
+    return refused + _routing_ceiling_refuses(proposal, retried, capped, routed, latest)
 
 
 def _in_place_of(policy: Policy | None, routed: int | None) -> str:
@@ -1276,26 +1315,55 @@ def _in_place_of(policy: Policy | None, routed: int | None) -> str:
     return f" in place of policy “{policy.name}”{said}, which routed it"
 
 
-def _as_retried(proposal: Proposal, campaigns: GuardrailCampaigns) -> Proposal | None:
+def _as_retried(
+    proposal: Proposal, campaigns: GuardrailCampaigns, ahead: LedgerAhead | None
+) -> _Retried | None:
     """For a failed proposal that moves an amount (``ActionType.sets_values`` false) whose
-    figures were read from campaign fields that have moved since it was assessed, a stand-in
-    with its figures as a retry's execution re-assesses them from the ledger now (nothing is
-    saved); None for any other (one that sets a value whose target moved ends superseded at
-    its retry; one whose campaign is gone, or that the ledger refuses, is said so apart)."""
-    assessed = _assessed_as_retried(proposal, campaigns)
+    figures were read from campaign fields that have moved since it was assessed, or move
+    before its retry runs (``ahead``: the moves approved and not yet run that it runs after,
+    ``LedgerAhead``), a stand-in with its figures as a retry's execution re-assesses them
+    then, from the ledger as those moves leave it (nothing is saved); None for any other (one
+    that sets a value whose target moved ends superseded at its retry; one whose campaign is
+    gone, or that the ledger refuses, is said so apart)."""
+    if proposal.status != ProposalStatus.FAILED:
+        return None
+    left = ahead.left_once_run(proposal) if ahead is not None else None
+    assessed = _assessed_as_retried(proposal, campaigns, left[0] if left else None)
     if assessed is None:
         return None
     retried = copy.copy(proposal)
     for field_name, value in assessed.proposal_fields().items():
         setattr(retried, field_name, value)
-    return retried
+    if left is None:
+        return _Retried(retried, moved=True, once="")
+    now = campaigns[proposal.account_id]
+    moved = not _as_assessed(proposal, {name: now[name] for name in left[0]})
+    return _Retried(retried, moved=moved, once=left[1])
+
+
+def _as_assessed(proposal: Proposal, campaigns: dict[str, Campaign]) -> bool:
+    """Whether the figures ``proposal`` was assessed from (its ``target_snapshot``) are
+    those of ``campaigns`` (the ones it touches)."""
+    action_type = action_types.named(proposal.action_type)
+    snapshot = ledger_snapshot(
+        action_type=action_type, payload=proposal.payload, campaigns=campaigns
+    )
+    saw = proposal.target_snapshot or {}
+    return all(
+        ledger_value_recorded(value) == ledger_value_recorded(saw.get(campaign, {}).get(name))
+        for campaign, values in snapshot.items()
+        for name, value in values.items()
+    )
 
 
 def _assessed_as_retried(
-    proposal: Proposal, campaigns: GuardrailCampaigns
+    proposal: Proposal,
+    campaigns: GuardrailCampaigns,
+    then: dict[str, Campaign] | None = None,
 ) -> AssessedAction | None:
     """``_as_retried``'s assessment: the action as a retry's execution re-assesses it from
-    the ledger now; None where it would not be re-assessed (see there)."""
+    the ledger now, or, ``then``, from its campaigns as the moves ahead of it leave them
+    (``LedgerAhead.left_once_run``); None where it would not be re-assessed (see there)."""
     if proposal.status != ProposalStatus.FAILED:
         return None
     action_type = action_types.named(proposal.action_type)
@@ -1305,14 +1373,8 @@ def _assessed_as_retried(
     theirs = campaigns.get(proposal.account_id, {})
     if not touched.keys() <= theirs.keys():
         return None
-    now = {external_id: theirs[external_id] for external_id in touched}
-    snapshot = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=now)
-    saw = proposal.target_snapshot or {}
-    if all(
-        ledger_value_recorded(value) == ledger_value_recorded(saw.get(campaign, {}).get(name))
-        for campaign, values in snapshot.items()
-        for name, value in values.items()
-    ):
+    now = {external_id: theirs[external_id] for external_id in touched} if then is None else then
+    if _as_assessed(proposal, now):
         return None  # as it was assessed: its figures stand
     try:
         return assessed_from_ledger(
