@@ -44,6 +44,7 @@ from approvals.models import (
     RejectionReason,
     WithdrawnBy,
     later_attempts,
+    persons_approvals_after,
     retry_started,
     sent_to_run_again_read,
 )
@@ -196,6 +197,7 @@ from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     FAILING_AT_NEXT_ATTEMPT_TITLE,
     FINAL_STATUSES,
+    HELD_BACK_APPROVED_AGAIN,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
     SENT_TO_RUN_AGAIN,
@@ -2809,11 +2811,13 @@ class ExecutionChangeList(ConsoleChangeList):
 class AttemptStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
     """An attempt's status as the list says it (``attempt_status_said``): a failed one told
     apart by what came of it. "Failed" listed attempts whose proposal's execution was still
-    under way, its next attempt scheduled, beside those it ended with."""
+    under way, its next attempt scheduled, beside those it ended with; "Failed, tried again"
+    listed a person's retry and approval after a hold beside the runner's own."""
 
     title = "status"
     parameter_name = "status"
     FAILED_TRIED_AGAIN, FAILED_TO_BE_TRIED_AGAIN = "failed_tried_again", "failed_to_be_tried_again"
+    FAILED_SENT_AGAIN, FAILED_APPROVED_AGAIN = "failed_sent_again", "failed_approved_again"
 
     def lookups(self, request, model_admin):
         return [
@@ -2822,6 +2826,8 @@ class AttemptStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
             (ExecutionStatus.FAILED, "Failed, nothing more tried"),
             (self.FAILED_TO_BE_TRIED_AGAIN, "Failed, to be tried again"),
             (self.FAILED_TRIED_AGAIN, "Failed, tried again"),
+            (self.FAILED_SENT_AGAIN, f"Failed, {SENT_TO_RUN_AGAIN} by a person"),
+            (self.FAILED_APPROVED_AGAIN, f"Failed, {HELD_BACK_APPROVED_AGAIN} by a person"),
         ]
 
     def queryset(self, request, queryset):
@@ -2832,8 +2838,17 @@ class AttemptStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         if value in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED):
             return queryset.filter(status=value)
         failed = queryset.filter(status=ExecutionStatus.FAILED)
-        if value == self.FAILED_TRIED_AGAIN:
-            return failed.filter(Exists(later_attempts()))
+        if value in (self.FAILED_TRIED_AGAIN, self.FAILED_SENT_AGAIN, self.FAILED_APPROVED_AGAIN):
+            # As ``sent_to_run_again_read`` tells them apart: a person's move to approved
+            # after it began, before the next attempt began; a retry if the first was one.
+            tried = failed.filter(Exists(later_attempts())).annotate(next_began=retry_started())
+            retried = Exists(persons_approvals_after(retry=True))
+            approved_again = Exists(persons_approvals_after(retry=False))
+            if value == self.FAILED_SENT_AGAIN:
+                return tried.filter(retried)
+            if value == self.FAILED_APPROVED_AGAIN:
+                return tried.filter(approved_again).exclude(retried)
+            return tried.exclude(retried).exclude(approved_again)
         not_yet = failed.filter(~Exists(later_attempts()))
         executing = Q(proposal__status=ProposalStatus.EXECUTING)
         if value == self.FAILED_TO_BE_TRIED_AGAIN:

@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -10,7 +11,12 @@ from audit.models import audited_history, version_of, version_recorded_at
 from hitlproject.formats import console_time
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
-from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, ProposalStatus, VerdictOutcome
+from hitlproject.vocabulary import (
+    HELD_BACK_APPROVED_AGAIN,
+    SENT_TO_RUN_AGAIN,
+    ProposalStatus,
+    VerdictOutcome,
+)
 
 
 class AgentKind(models.TextChoices):
@@ -394,7 +400,7 @@ class Execution(models.Model):
         retried = self.retry_started_at()
         tried_again = retried is not None and (as_of is None or retried <= as_of)
         sent_again = self.sent_to_run_again()
-        if sent_again is not None and as_of is not None and sent_again[1] > as_of:
+        if sent_again is not None and as_of is not None and sent_again.at > as_of:
             sent_again = None  # sent to run again after this version's own time
         return attempt_status_said(
             self,
@@ -432,11 +438,11 @@ class Execution(models.Model):
         )
         return self.retry_started
 
-    def sent_to_run_again(self) -> tuple[str, datetime] | None:
-        """Who sent it to run again and when, if it failed and a person's retry followed it
-        (before the next attempt began, if one did): the attempt after it was theirs, not the
-        runner's own. Read with it where a page reads many (``sent_to_run_again_read``), else
-        once."""
+    def sent_to_run_again(self) -> "PersonLetRunAgain | None":
+        """Who let it run again after it failed and when, if a person did (before the next
+        attempt began, if one did): sent it to run again (Retry), or approved it again after
+        a kill switch held it back; the attempt after it was theirs, not the runner's own.
+        Read with it where a page reads many (``sent_to_run_again_read``), else once."""
         if self.status != ExecutionStatus.FAILED:
             return None
         for read_with in (self, version_of(self)):
@@ -444,6 +450,22 @@ class Execution(models.Model):
                 return read_with.sent_again
         sent_to_run_again_read([self])
         return self.sent_again
+
+
+class PersonLetRunAgain(NamedTuple):
+    """A person's move that let a failed attempt's proposal run again: who (as its history
+    names them), when, and whether it was an approval after a kill switch held it back
+    (``held``) rather than a retry of a failed proposal."""
+
+    by: str
+    at: datetime
+    held: bool = False
+
+    def said(self) -> str:
+        """ "sent to run again by operator at …", "held back, then approved again by operator
+        at …"."""
+        done = HELD_BACK_APPROVED_AGAIN if self.held else SENT_TO_RUN_AGAIN
+        return f"{done} by {self.by} at {console_time(self.at)}"
 
 
 # How the history record of a person's retry begins ("sent to run again by operator"), and how
@@ -470,27 +492,63 @@ def person_retries(proposal_ids) -> QuerySet:
     )
 
 
+def persons_approvals(proposal_ids) -> QuerySet:
+    """The history records of each time a person made one of ``proposal_ids`` approved (an
+    approval, a retry of its failed execution), in order: ``id`` (the proposal's),
+    ``history_date``, ``history_actor`` (who, as the record names them) and
+    ``history_change_reason``."""
+    return (
+        Proposal.history.filter(
+            id__in=proposal_ids, status=ProposalStatus.APPROVED, history_actor_kind="user"
+        )
+        .order_by("id", "history_id")
+        .values_list("id", "history_date", "history_actor", "history_change_reason")
+    )
+
+
+def persons_approvals_after(*, retry: bool) -> QuerySet:
+    """A failed attempt's proposal's history records of a person's move to approved after
+    it began and before its next attempt began (``Exists`` of it): their retries (``retry``)
+    or their approvals after a kill switch held it back, as ``sent_to_run_again_read`` tells
+    them apart. The attempt is annotated with ``next_began`` (``retry_started``)."""
+    recorded_as_retry = Q()
+    for words in RETRY_RECORDED:
+        recorded_as_retry |= Q(history_change_reason__startswith=words)
+    records = Proposal.history.filter(
+        id=OuterRef("proposal_id"),
+        status=ProposalStatus.APPROVED,
+        history_actor_kind="user",
+        history_date__gt=OuterRef("started_at"),
+        history_date__lte=OuterRef("next_began"),
+    )
+    return records.filter(recorded_as_retry) if retry else records.exclude(recorded_as_retry)
+
+
 def sent_to_run_again_read(executions) -> None:
-    """Each failed attempt of ``executions`` given ``sent_again``: who sent its proposal to
-    run again after it and when (its first such retry after it began, before the attempt
-    after it began), or None where the runner tried again on its own or nothing followed;
-    one query for all, none if none failed. Each one's next attempt's start is read as
+    """Each failed attempt of ``executions`` given ``sent_again`` (``PersonLetRunAgain``):
+    who let its proposal run again after it and when, the first person's move to approved
+    after it began and before the attempt after it began: a retry, or an approval after a
+    kill switch held it back between two attempts (nothing else makes an executing or failed
+    proposal approved); None where the runner tried again on its own or nothing followed.
+    One query for all, none if none failed. Each one's next attempt's start is read as
     ``retry_started_at`` reads it (annotated, or once)."""
     failed = [e for e in executions if e.status == ExecutionStatus.FAILED]
     for execution in failed:
         execution.sent_again = None
     if not failed:
         return
-    retries: dict[int, list[tuple[datetime, str]]] = {}
-    for pk, at, by in person_retries({execution.proposal_id for execution in failed}):
-        retries.setdefault(pk, []).append((at, by))
+    approvals: dict[int, list[PersonLetRunAgain]] = {}
+    for pk, at, by, how in persons_approvals({execution.proposal_id for execution in failed}):
+        held = not (how or "").startswith(RETRY_RECORDED)
+        approvals.setdefault(pk, []).append(PersonLetRunAgain(by, at, held))
     for execution in failed:
         next_began = execution.retry_started_at()
         execution.sent_again = next(
             (
-                (by, at)
-                for at, by in retries.get(execution.proposal_id, [])
-                if execution.started_at < at and (next_began is None or at <= next_began)
+                approval
+                for approval in approvals.get(execution.proposal_id, [])
+                if execution.started_at < approval.at
+                and (next_began is None or approval.at <= next_began)
             ),
             None,
         )
@@ -517,21 +575,21 @@ def attempt_status_said(
     tried_again: bool,
     to_be_tried_again: bool = False,
     due: datetime | None = None,
-    sent_again: tuple[str, datetime] | None = None,
+    sent_again: PersonLetRunAgain | None = None,
 ) -> str:
     """An attempt's status, as its proposal's page, the list of executions and its own page
     say it: a failed one after which another was made, "Failed, tried again", not a bare
     "Failed"; one whose next attempt is yet to come (``to_be_tried_again``), "Failed, to be
     tried again at 15:15:39" (``due``: when the next is due, if read), as its proposal's
     status line says it is due. A bare "Failed" is said only of one nothing follows. One a
-    person sent to run again (``sent_again``: who, when) says so, "Failed, sent to run again
-    by operator2 at 21:30:04 UTC": "tried again" is the runner's own further attempt."""
+    person let run again (``sent_again``) says so, "Failed, sent to run again by operator2 at
+    21:30:04 UTC" (Retry), "Failed, held back, then approved again by operator2 at …" (after a
+    kill switch's hold): "tried again" is the runner's own further attempt."""
     status = execution.get_status_display()
     if execution.status != ExecutionStatus.FAILED:
         return status
     if sent_again is not None:
-        by, at = sent_again
-        return f"{status}, {SENT_TO_RUN_AGAIN} by {by} at {console_time(at)}"
+        return f"{status}, {sent_again.said()}"
     if tried_again:
         return f"{status}, tried again"
     if not to_be_tried_again:

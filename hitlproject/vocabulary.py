@@ -330,6 +330,12 @@ PARTLY_CARRIED_OUT = "Partly carried out on the channel, not retried: "
 SENT_TO_RUN_AGAIN = "sent to run again"
 
 
+# A failed attempt after which a kill switch held its proposal back and a person approved it
+# again (its next attempt theirs, as after a retry): "Failed, held back, then approved again by
+# operator at …". It read "Failed, tried again", the words of the platform's own further attempt.
+HELD_BACK_APPROVED_AGAIN = "held back, then approved again"
+
+
 def sent_to_run_again_said(who: str, when: str) -> str:
     """Who sent a failed execution to run again, and when, as every reader is told it after
     what came before: "its execution failed, and operator sent it to run again at …"."""
