@@ -293,6 +293,10 @@ class EditTold:
     edits: tuple[str, ...]
     # How it came to read as it does ("as edited", "as edited and re-assessed").
     how: str = "as edited"
+    # ``edits`` as told after a rejection: an edit of the rejection's own round without its
+    # note, which the round's notes say already, with its author's decision ("Reviewer 1
+    # approved with edits: …", ``round_notes``). It was told twice in one note.
+    edits_rejected: tuple[str, ...] = ()
 
     @property
     def edited(self) -> bool:
@@ -305,9 +309,9 @@ class EditTold:
         ended = ENDED_AS_EDITED.get(status)
         if not self.edited or ended is None:
             return said
-        return "\n".join(filter(None, [said, self.said(ended)]))
+        return "\n".join(filter(None, [said, self.said(ended, status)]))
 
-    def said(self, ended: str) -> str:
+    def said(self, ended: str, status: str = "") -> str:
         """The edit told of a proposal that ``ended`` ("expired") without running: "It
         expired as a reviewer edited it, not as it proposed it: it proposed bid of
         brand-search 2.00 → 2.60 USD (+30.0%); as edited, bid of brand-search 2.00 → 2.40
@@ -318,7 +322,7 @@ class EditTold:
             [
                 f"It {ended} as a reviewer edited it, not as it proposed it: it proposed "
                 f"{self.proposed_summary}; {self.how}, {self.summary}.",
-                *self.edits,
+                *(self.edits_rejected if status == ProposalStatus.REJECTED else self.edits),
             ]
         )
 
@@ -333,23 +337,26 @@ def edits_told(proposals: Sequence[Proposal]) -> dict[int, EditTold]:
         if not since.edited:
             told[proposal_id] = EditTold(since.proposed_summary, since.summary, {}, ())
             continue
-        edits = []
+        edits, edits_rejected = [], []
         before = since.proposed_payload
+        this_round = by_id[proposal_id].review_round
         for decision in since.edit_decisions:
             changed = payload_diff(before, decision.edited_payload)
             before = decision.edited_payload
             if not changed:
                 continue
             note = "\n  ".join(decision.note.strip().splitlines())
-            edits.append(
-                f"A reviewer edited it ({_changes_said(changed)})" + (f": {note}" if note else ".")
-            )
+            edited = f"A reviewer edited it ({_changes_said(changed)})"
+            edits.append(edited + (f": {note}" if note else "."))
+            noted = decision.review_round == this_round  # in the rejection's round's notes
+            edits_rejected.append(edits[-1] if not noted else f"{edited}.")
         told[proposal_id] = EditTold(
             proposed_summary=since.proposed_summary,
             summary=since.summary,
             diff=payload_diff(since.proposed_payload, by_id[proposal_id].payload),
             edits=tuple(edits),
             how=since.how.lower(),
+            edits_rejected=tuple(edits_rejected),
         )
     return told
 

@@ -26,11 +26,16 @@ NOTE = "2.40 is enough for now"
 EDIT_DIFF = {"new_bid": {"from": "2.60", "to": "2.40"}}
 
 
-def edit_said(ended: str) -> str:
+def edit_said(ended: str, noted: str = f": {NOTE}") -> str:
     return (
         f"It {ended} as a reviewer edited it, not as it proposed it: it proposed {PROPOSED}; "
-        f"as edited, {EDITED}.\nA reviewer edited it (new_bid: 2.60 → 2.40): {NOTE}"
+        f"as edited, {EDITED}.\nA reviewer edited it (new_bid: 2.60 → 2.40){noted}"
     )
+
+
+# The edit told after a rejection in its own round, whose notes say its editor's note already
+# ("Reviewer 1 approved with edits: 2.40 is enough for now"): it was said twice in one note.
+REJECTED_AS_EDITED = edit_said("was rejected", noted=".")
 
 
 def edited_by_the_second_of_two(operators, optimizer) -> int:
@@ -144,7 +149,8 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_another_rejected_it(
     operator had approved it as proposed); the first operator then rejects it from its page.
     Its ``rejected`` feedback said who approved with edits and the note, with an empty
     ``diff``, and its callback's ``reason`` the same: nothing said what the edit was, beside
-    a summary the agent never proposed. They say it in the words of the other endings."""
+    a summary the agent never proposed. They say it in the words of the other endings,
+    the editor's note once, with their decision: the edit's line said it again."""
     _, second = operators
     endpoint = callback_endpoint(200)
     if approved_first:
@@ -173,11 +179,11 @@ def test_an_agent_is_told_the_edit_a_reviewer_made_before_another_rejected_it(
     record, event = told(optimizer, endpoint, proposal_id, "rejected")
     # Its feed: what each reviewer of the round decided and wrote, then the edit it was
     # rejected as, as an expired one's says it; its diff the edit, field by field.
-    assert record["note"] == f"{REJECTED_BY_THE_FIRST}\n{edit_said('was rejected')}"
+    assert record["note"] == f"{REJECTED_BY_THE_FIRST}\n{REJECTED_AS_EDITED}"
+    assert record["note"].count(NOTE) == 1
     assert record["diff"] == EDIT_DIFF
     assert record["reason_code"] == "too_aggressive"
     assert event["reason"] == (
-        f"rejected by a reviewer: Too aggressive\n{REJECTED_BY_THE_FIRST}\n"
-        f"{edit_said('was rejected')}"
+        f"rejected by a reviewer: Too aggressive\n{REJECTED_BY_THE_FIRST}\n{REJECTED_AS_EDITED}"
     )
-    assert edit_said("was rejected") in history_told(login, proposal_id)
+    assert REJECTED_AS_EDITED in history_told(login, proposal_id)
