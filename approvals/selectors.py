@@ -66,6 +66,7 @@ from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
     AFTER_AN_UNSURE_ATTEMPT,
     APPROVED_TO_RUN_STATUSES,
+    BEFORE_ENOUGH_APPROVED,
     COUNTED_STATUSES,
     FINAL_STATUSES,
     MAY_HAVE_BEEN_CARRIED_OUT,
@@ -1812,9 +1813,13 @@ COUNTED_FIGURES = (
     CountedFigure(
         "expired",
         "Expired",
-        "its review window closed before enough people approved it; never ran",
+        f"its review window closed {BEFORE_ENOUGH_APPROVED}; never ran",
     ),
-    CountedFigure("withdrawn", "Withdrawn", "withdrawn before a decision; never ran"),
+    CountedFigure(
+        "withdrawn",
+        "Withdrawn",
+        f"withdrawn {BEFORE_ENOUGH_APPROVED}, by its agent or by a reviewer for it; never ran",
+    ),
     CountedFigure(
         "superseded",
         "Superseded",

@@ -336,6 +336,25 @@ SENT_TO_RUN_AGAIN = "sent to run again"
 HELD_BACK_APPROVED_AGAIN = "held back, then approved again"
 
 
+# How a review round ended, wherever a person reads it: its decision deadline's line on the
+# proposal's page and its records in the proposal's history ("rejected in time", "approved
+# after the deadline"; one nobody decided, how it ended instead, "withdrawn before enough
+# people approved it"), and the legends of what the scorecards count ("Expired: its review
+# window closed before enough people approved it"). The page read "decided in time" beside
+# the history's "rejected, in time"; the legend, "Withdrawn: withdrawn before a decision" of
+# proposals one of two reviewers had approved, and those a kill switch held back after one.
+BEFORE_ENOUGH_APPROVED = "before enough people approved it"
+
+
+def round_ending_said(ended: str, *, in_time: bool | None) -> str:
+    """A round that ``ended`` ("rejected", "withdrawn") as said beside when it ended: "rejected
+    in time", "approved after the deadline"; where nobody decided it (``in_time`` None),
+    "withdrawn before enough people approved it"."""
+    if in_time is None:
+        return f"{ended} {BEFORE_ENOUGH_APPROVED}"
+    return f"{ended} in time" if in_time else f"{ended} after the deadline"
+
+
 def sent_to_run_again_said(who: str, when: str) -> str:
     """Who sent a failed execution to run again, and when, as every reader is told it after
     what came before: "its execution failed, and operator sent it to run again at …"."""

@@ -685,18 +685,14 @@ def deadline_record_said(record) -> str:
     round and when it is due, then what was done, as the record says why it was written
     (the round began, half the time was gone and who was reminded, it was overdue and who was
     escalated to, the round ended, an edit began it again); an ended round as the proposal's
-    page says it (``DecisionDeadline.ending_said``): decided in time or not, or how it ended
-    where nobody decided it ("withdrawn before enough people approved it"), not "in time"."""
+    page says it (``DecisionDeadline.ending_said``): "rejected in time" or "… after the
+    deadline", or where nobody decided it, "withdrawn before enough people approved it"."""
     what = f"Decision deadline, round {record.review_round}, due {console_time(record.due_at)}"
     why = (record.history_change_reason or "").rstrip(".")
     if not why:  # none recorded: what it holds
         why = "ended" if record.ended_at else "set" if record.history_type == "+" else "changed"
     if record.ended_at is not None and why.startswith(ROUND_ENDED):
-        ended = record.instance
-        if ended.met is None:
-            why = f"{ROUND_ENDED}: {ended.ending_said}"
-        else:
-            why += ", in time" if ended.met else ", after the deadline"
+        why = f"{ROUND_ENDED}: {record.instance.ending_said}"
     return f"{what}: {why[:1].lower()}{why[1:]}"
 
 

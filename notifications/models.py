@@ -15,7 +15,12 @@ from approvals.services.acts import review_window_closed
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words
 from hitlproject.formats import console_time
-from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE, S
+from hitlproject.vocabulary import (
+    INTERRUPTED,
+    REVIEW_ENDINGS_DECIDED_BY_PEOPLE,
+    S,
+    round_ending_said,
+)
 from ledger.models import Channel
 
 
@@ -466,17 +471,17 @@ class DecisionDeadline(models.Model):
 
     @property
     def ending_said(self) -> str:
-        """How the round ended, as the proposal's page says it beside when: "decided in time",
-        "decided after the deadline"; one nobody decided, how it ended instead ("superseded
-        before enough people approved it"), not "in time" as if it had been decided then,
-        nor "before anyone decided it" of a round one of two reviewers approved (as an
-        expiry's reason, ``approvals.services.expiry.expiry_reason``, says it)."""
+        """How the round ended, as the proposal's page and its history say it beside when
+        (``round_ending_said``): "rejected in time", "approved after the deadline"; one nobody
+        decided, how it ended instead ("superseded before enough people approved it"), not
+        "in time" as if it had been decided then, nor "before anyone decided it" of a round
+        one of two reviewers approved (as an expiry's reason,
+        ``approvals.services.expiry.expiry_reason``, says it). The page said "decided in
+        time" where the history said "rejected, in time"."""
         if self.ended_at is None:
             return ""
-        if self.met is not None:
-            return "decided in time" if self.met else "decided after the deadline"
         ended = S(self.ended_as).label.lower() if self.ended_as in S.values else "ended"
-        return f"{ended} before enough people approved it"
+        return round_ending_said(ended, in_time=self.met)
 
 
 class Claim(models.Model):

@@ -46,6 +46,11 @@ LABELS = {
     "is one)",
     "Superseded": "its target changed before it ran; never ran, and not counted as approved "
     "even if a person had approved it",
+    # As a deadline's end says it ("withdrawn before enough people approved it"): it read
+    # "withdrawn before a decision", of proposals one of two reviewers had approved too.
+    "Withdrawn": "withdrawn before enough people approved it, by its agent or by a reviewer for "
+    "it; never ran",
+    "Expired": "its review window closed before enough people approved it; never ran",
 }
 API_FIELDS = {
     "proposals": 15,

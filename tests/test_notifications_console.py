@@ -840,7 +840,8 @@ def test_a_proposals_page_says_who_was_told_on_which_channel_and_its_deadline(lo
 def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
     """A round withdrawn or superseded before anyone decided it, or expired, is not "ended …,
     in time" on the proposal's page (the dashboard counts it neither in time nor late): the
-    page says how it ended. One people decided still reads "decided in time"."""
+    page says how it ended. One people decided says how, and that it was in time: "rejected in
+    time", as its history says it (it read "decided in time" there)."""
     policy = Policy.objects.get(action_type="budget_reallocation")
     policy.decide_within = timedelta(hours=2)
     policy.save()
@@ -870,7 +871,7 @@ def test_a_round_nobody_decided_is_not_said_ended_in_time(login):
         reviewer=get_user_model().objects.get(username="operator"),
         reason_code="too_aggressive",
     )
-    assert deadline_said(decided).endswith(", decided in time")
+    assert deadline_said(decided).endswith(", rejected in time")
 
 
 def test_a_round_one_of_two_approved_is_not_said_ended_before_anyone_decided_it(login):

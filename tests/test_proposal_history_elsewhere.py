@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw
@@ -156,7 +157,11 @@ def test_the_history_page_lists_its_decision_deadline_s_records_and_who_took_it_
         == said + "review round began: a decision is due by its policy's “decide within”"
     )
     assert deadlines[1].startswith(said + "reminded")
-    assert deadlines[2] == said + "review round ended: rejected, in time"
+    # As the proposal's page says it beside when it ended (the page read "decided in time").
+    assert deadlines[2] == said + "review round ended: rejected in time"
+    detail = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    page_said = html.unescape(login("auditor").get(detail).content.decode())
+    assert ", rejected in time" in " ".join(strip_tags(page_said).split())
     assert len(deadlines) == 3
     lapses = console_time(Claim.history.earliest("history_id").lapses_at)
     took = whats.index(f"operator took it on (“I'll take it”) until {lapses}")
