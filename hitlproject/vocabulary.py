@@ -204,33 +204,32 @@ def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
     ceiling's: ``HardCeilingFinding``), as a sentence begins it, before the reasons: "a
     guardrail refuses it now", "the hard ceiling of the policy that routed it refuses it now",
     "a guardrail and the hard ceiling of the policy that routed it refuse it now"; ``named``
-    names the proposal ("proposal #12")."""
-    by = refused_by(reasons, named=named)
+    names the proposal where it is refused ("… that routed it refuses proposal #12 now"), in
+    the page's words otherwise: a message read "the policy that routed proposal #12 refuses it
+    now" beside the page's "the policy that routed it refuses it now"."""
+    by = refused_by(reasons)
     if " and " in by:  # a guardrail and a policy's hard ceiling, or two policies' ceilings
-        return f"{by} refuse it now"
-    if by == "a guardrail":
-        return f"a guardrail refuses {named} now"
-    return f"{by} refuses it now"
+        return f"{by} refuse {named} now"
+    return f"{by} refuses {named} now"
 
 
-def refused_by(reasons: Sequence[str], *, named: str = "it") -> str:
+def refused_by(reasons: Sequence[str]) -> str:
     """Who refuses a proposal for ``reasons`` (``refuses_now``), as a sentence names them:
     "a guardrail", "the hard ceiling of the policy that routed it" (or, for a retry judged by
     a policy added since, ``DecidingCeilingFinding``, "… that decides it now"; where both
-    policies' refuse it, "the hard ceilings of the policy that decides it now and of the
+    policies refuse it, "the hard ceilings of the policy that decides it now and of the
     policy that routed it"), or a guardrail and those."""
     ceilings = [reason for reason in reasons if isinstance(reason, HardCeilingFinding)]
     ceiling = bool(ceilings)
     guardrail = len(ceilings) < len(reasons)
     deciding = sum(isinstance(reason, DecidingCeilingFinding) for reason in ceilings)
-    policy_s = f"the hard ceiling of the policy that routed {named}"
+    policy_s = "the hard ceiling of the policy that routed it"
     if deciding and deciding < len(ceilings):
         policy_s = (
-            f"the hard ceilings of the policy that decides {named} now and of the policy that "
-            "routed it"
+            "the hard ceilings of the policy that decides it now and of the policy that routed it"
         )
     elif deciding:
-        policy_s = f"the hard ceiling of the policy that decides {named} now"
+        policy_s = "the hard ceiling of the policy that decides it now"
     if ceiling and guardrail:
         return f"a guardrail and {policy_s}"
     return policy_s if ceiling else "a guardrail"

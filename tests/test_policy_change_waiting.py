@@ -129,7 +129,7 @@ def test_a_hard_ceiling_lowered_below_a_waiting_proposal_refuses_its_approval_sa
         login("operator"), "approve", proposal.pk, {"note": "ok"}, follow=True
     )
     assert [str(m) for m in refused.context["messages"]] == [
-        f"The hard ceiling of the policy that routed proposal #{proposal.pk} refuses it now: {why}"
+        f"The hard ceiling of the policy that routed it refuses proposal #{proposal.pk} now: {why}"
     ]
     with pytest.raises(DomainError, match="has changed since it routed this proposal"):
         proposal_approve(proposal_id=proposal.pk, reviewer=operator)
@@ -360,7 +360,7 @@ def test_one_routed_within_the_hard_ceiling_then_re_assessed_above_it_is_refused
         "Approving it as it is will be refused"
     ) in page
     assert [str(m) for m in refused.context["messages"]] == [
-        f"The hard ceiling of the policy that routed proposal #{waiting.pk} refuses it now: {why}"
+        f"The hard ceiling of the policy that routed it refuses proposal #{waiting.pk} now: {why}"
     ]
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
 
@@ -377,10 +377,10 @@ def test_a_refusal_for_a_guardrail_and_the_policy_s_hard_ceiling_at_once_names_b
         refusal_said((cap,), named="proposal #7") == f"A guardrail refuses proposal #7 now: {cap}"
     )
     assert refusal_said((ceiling,), named="proposal #7") == (
-        f"The hard ceiling of the policy that routed proposal #7 refuses it now: {ceiling}"
+        f"The hard ceiling of the policy that routed it refuses proposal #7 now: {ceiling}"
     )
     assert refusal_said((cap, ceiling), named="proposal #7") == (
-        "A guardrail and the hard ceiling of the policy that routed proposal #7 refuse it now: "
+        "A guardrail and the hard ceiling of the policy that routed it refuse proposal #7 now: "
         f"{cap} {ceiling}"
     )
 

@@ -217,7 +217,7 @@ def test_retrying_a_failed_one_above_a_ceiling_lowered_since_is_refused_in_the_s
     )
     said = [str(message) for message in get_messages(answer.wsgi_request)]
     assert said == [
-        f"The hard ceiling of the policy that routed proposal #{proposal.pk} refuses it now: "
+        f"The hard ceiling of the policy that routed it refuses proposal #{proposal.pk} now: "
         f"{ABOVE_20} A retry would fail again: its execution would refuse it."
     ]
     with pytest.raises(DomainError, match="has changed since it routed this proposal"):

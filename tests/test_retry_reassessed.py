@@ -81,7 +81,7 @@ def test_a_failed_move_its_source_cut_since_above_the_hard_ceiling_is_not_retrie
     )
     said = [str(message) for message in answer.context["messages"]]
     assert said == [
-        f"The hard ceiling of the policy that routed proposal #{failed.pk} refuses it now: "
+        f"The hard ceiling of the policy that routed it refuses proposal #{failed.pk} now: "
         f"{why} A retry would fail again: its execution would refuse it."
     ]
     failed.refresh_from_db()

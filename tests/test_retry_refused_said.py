@@ -344,7 +344,7 @@ def test_failed_moves_their_source_cut_since_say_what_their_pages_say_of_a_retry
     assert why.startswith("Re-assessed since policy “Budget reallocations” routed this proposal")
     assert "28.2% of brand-search's daily budget is above the 25.0% hard ceiling" in why
     refusal = (
-        f"The hard ceiling of the policy that routed proposal #{refused.pk} refuses it now: {why}"
+        f"The hard ceiling of the policy that routed it refuses proposal #{refused.pk} now: {why}"
     )
     for person in (operator, auditor):
         may_retry = person == operator
