@@ -145,6 +145,7 @@ from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     held_back_by,
     held_back_reason_now,
+    kill_switch_findings_recorded_at,
     kill_switches_gone_said,
     proposal_withdraw_for_agent,
     retry_over_cumulative_ceiling,
@@ -232,9 +233,9 @@ from policies.services import (
     kill_switch_reason,
     kill_switch_runs,
     kill_switches_covering,
+    kill_switches_engaged_then,
     kill_switches_found_in,
     kill_switches_moved_off,
-    kill_switches_named_over,
     kill_switches_told_apart,
     named_for_people,
     rule_from_policy,
@@ -876,13 +877,13 @@ NOT_IN_THE_EDIT = "Found in the text as {agent} proposed it, not in it as edited
 def _guardrail_findings(
     proposal: Proposal, *, engaged_now: Collection[str], moved: Mapping[str, str] | None = None
 ) -> list[tuple[str, bool]]:
-    """What the guardrails found when the proposal was routed, each with whether it still
-    holds: a kill switch's no longer does once that switch is released (``engaged_now``: the
-    switches engaged over its account now, ``kill_switches_named_over``), whatever became of
-    the proposal since, and says so (``kill_switch_finding_now``: moved while engaged, where
-    ``moved``, ``kill_switches_moved_off``, says so, it says that); what the brand guidelines
-    found in its agent's words no longer does once an edit took it out (``_edited_out``),
-    and says so: approving it runs the edit, not those words."""
+    """What the guardrails found when the proposal was routed, each with whether it still holds: a
+    kill switch's no longer does once that switch is released (``engaged_now``: the switches engaged
+    over its account now, engaged when they were recorded: ``kill_switches_engaged_then``), whatever
+    became of the proposal since, and says so (``kill_switch_finding_now``: moved while engaged,
+    where ``moved``, ``kill_switches_moved_off``, says so, it says that); what the brand guidelines
+    found in its agent's words no longer does once an edit took it out (``_edited_out``), and says
+    so: approving it runs the edit, not those words."""
     findings = proposal.guardrail_findings or {}
     recorded = [*findings.get("block", []), *findings.get("review", [])]
     edited_out = _edited_out(proposal, recorded)
@@ -970,8 +971,15 @@ def _switch_gone_said(finding: str, moved: Mapping[str, str]) -> str:
 
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
     """The kill switches engaged over a proposal's account now, as its findings name them
-    (``kill_switch_names``)."""
-    return frozenset().union(*map(kill_switch_names, _kill_switches_engaged_over(proposal)))
+    (``kill_switch_names``): those engaged, in their run now, when its findings were
+    recorded. One engaged since on the same scope (or the same switch engaged again) is not
+    the switch they name, released since (``kill_switches_engaged_then``)."""
+    engaged = kill_switches_engaged_then(
+        _kill_switches_engaged_over(proposal),
+        _kill_switch_runs(proposal),
+        recorded_at=kill_switch_findings_recorded_at(proposal),
+    )
+    return frozenset().union(*map(kill_switch_names, engaged))
 
 
 def _reasons_now(proposal: Proposal, reasons, *, none_covers_said: bool = True) -> list[str]:
@@ -1110,7 +1118,10 @@ def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
     # moved, not again as engaged since.
     engaged = _kill_switches_engaged_over(proposal)
     found = kill_switches_found_in(
-        (proposal.guardrail_findings or {}).get("review", []), engaged, _kill_switch_runs(proposal)
+        (proposal.guardrail_findings or {}).get("review", []),
+        engaged,
+        _kill_switch_runs(proposal),
+        recorded_at=kill_switch_findings_recorded_at(proposal),
     )
     return [kill_switch_reason(switch) for switch in engaged if switch.pk not in found]
 
@@ -1119,7 +1130,9 @@ def _kill_switch_runs(proposal: Proposal) -> Mapping[int, KillSwitchRun]:
     """Each engaged switch's run (``kill_switch_runs``): as the list read them once for all
     its rows, else read."""
     runs = getattr(proposal, "kill_switch_runs", None)
-    return kill_switch_runs() if runs is None else runs
+    if runs is None:  # read once for its page, which asks it of each line
+        runs = proposal.kill_switch_runs = kill_switch_runs()
+    return runs
 
 
 def _bulk_logged(
@@ -2548,10 +2561,11 @@ class ProposalAdmin(ReadOnlyAdmin):
                         proposal, besides={selected.pk for selected in proposals}
                     )
         # What the guardrails found, said before it is decided, as it stands now.
-        switched = {
-            account.pk: kill_switches_named_over(account)
+        engaged = {
+            account.pk: engaged_kill_switches(account)
             for account in {proposal.account for proposal in proposals}
         }
+        runs = kill_switch_runs()
         # One moved off it while engaged reads as moved there, not released, as its page says.
         moved_off = kill_switches_moved_off()
         for proposal in proposals:
@@ -2560,15 +2574,17 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposal.words_shown = action_types.named(proposal.action_type).words_shown(
                 proposal.payload
             )
-            proposal.findings = _guardrail_findings(
-                proposal, engaged_now=switched[proposal.account.pk], moved=moved_off
-            )
+            proposal.kill_switches_engaged_now = engaged[proposal.account.pk]
+            proposal.kill_switch_runs = runs
+            # Those engaged when its findings were recorded, in their run now.
+            switched = _kill_switches_named_now(proposal)
+            proposal.findings = _guardrail_findings(proposal, engaged_now=switched, moved=moved_off)
             # That no kill switch covers it now, said once below them, as its page says it,
             # of the switches read above for all the rows.
             recorded = proposal.guardrail_findings or {}
             none_covers = kill_switches_gone_said(
                 [*recorded.get("block", []), *recorded.get("review", [])],
-                switched[proposal.account.pk],
+                switched,
                 moved=moved_off,
             )
             if none_covers:

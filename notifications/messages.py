@@ -34,6 +34,7 @@ from approvals.services.decisions import payload_seen, retries_refused_now
 from approvals.services.proposals import (
     HELD_BACK_ANY,
     held_back_reason_now,
+    kill_switch_findings_recorded_at,
     kill_switches_gone_said,
     retries_over_cumulative_ceiling,
 )
@@ -53,9 +54,11 @@ from policies.services import (
     KILL_SWITCH_FINDING,
     engaged_kill_switches,
     kill_switch_finding_now,
+    kill_switch_names,
     kill_switch_reason,
+    kill_switch_runs,
+    kill_switches_engaged_then,
     kill_switches_moved_off,
-    kill_switches_named_over,
     named_for_people,
 )
 
@@ -470,7 +473,24 @@ def proposal_messages(
             for reason in proposal.verdict_reasons or []
         )
     }
-    engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
+    engaged = {pk: engaged_kill_switches(account) for pk, account in accounts.items()}
+    runs = kill_switch_runs() if accounts else {}
+    # Of those, the ones engaged when its reasons were recorded, in their run now: one
+    # engaged since on the same scope is not the switch they name, though named alike.
+    engaged_now = {
+        proposal.pk: frozenset().union(
+            *map(
+                kill_switch_names,
+                kill_switches_engaged_then(
+                    engaged[proposal.account_id],
+                    runs,
+                    recorded_at=kill_switch_findings_recorded_at(proposal),
+                ),
+            )
+        )
+        for proposal, _ in items
+        if proposal.account_id in engaged
+    }
     # One moved off it while engaged reads as moved there, not released, as its page says.
     moved = kill_switches_moved_off() if accounts else {}
     # What its agent proposed, where it reads otherwise now, as its page says it.
@@ -495,7 +515,7 @@ def proposal_messages(
                 magnitude=proposal.magnitude_label,
                 risk=proposal.risk,
                 reasons=_reasons_now(
-                    proposal, engaged_now.get(proposal.account_id, frozenset()), moved=moved
+                    proposal, engaged_now.get(proposal.pk, frozenset()), moved=moved
                 ),
                 due_at=due_at,
                 overdue=due_at is not None

@@ -594,10 +594,25 @@ def kill_switch_named_in(finding: str) -> str:
     return finding.partition(_ENGAGED)[0]
 
 
-def kill_switches_named_over(account: Account) -> frozenset[str]:
-    """The switches engaged over an account now, each in every way its findings open
-    (``kill_switch_names``)."""
-    return frozenset().union(*map(kill_switch_names, engaged_kill_switches(account)))
+def kill_switches_engaged_then(
+    switches: Iterable[KillSwitch],
+    runs: Mapping[int, KillSwitchRun],
+    *,
+    recorded_at: datetime | None,
+) -> list[KillSwitch]:
+    """Of ``switches`` (engaged now), those whose run (``runs``, ``kill_switch_runs``) began
+    by ``recorded_at``, when a proposal's findings were recorded: one engaged since, though
+    named alike ("the kill switch on account demo": the same switch released and engaged
+    again, or another engaged on that scope after the one that routed it was released), is
+    not the switch its findings name. All of them where ``recorded_at`` is unknown."""
+    switches = list(switches)
+    if recorded_at is None:
+        return switches
+    return [
+        switch
+        for switch in switches
+        if (began := _run(runs, switch).began_at) is None or began <= recorded_at
+    ]
 
 
 def kill_switch_finding_now(
@@ -608,15 +623,14 @@ def kill_switch_finding_now(
     moved: Mapping[str, str] | None = None,
     none_covers_said: bool = True,
 ) -> str:
-    """A reason or finding recorded with a proposal, as it stands now: a kill switch's
-    ("The kill switch on account demo is engaged: …") says the switch was engaged when it
-    was routed and is released since, unless that switch is engaged now (``engaged_now``:
-    the switches engaged over its account, as ``kill_switches_named_over`` names them), or
-    was moved while engaged to cover something else (``moved``, as
-    ``kill_switches_moved_off`` says it); any other, as recorded. Where none covers the
-    proposal now, it says so (": no kill switch covers it now"), unless ``none_covers_said``
-    is false: a page that says it once, below its lines, does not say it in each of them
-    (``kill_switch_gone``)."""
+    """A reason or finding recorded with a proposal, as it stands now: a kill switch's ("The kill
+    switch on account demo is engaged: …") says the switch was engaged when it was routed and is
+    released since, unless that switch is engaged now (``engaged_now``: the switches engaged over
+    its account, engaged when it was recorded: ``kill_switches_engaged_then``), or was moved while
+    engaged to cover something else (``moved``, as ``kill_switches_moved_off`` says it); any other,
+    as recorded. Where none covers the proposal now, it says so (": no kill switch covers it now"),
+    unless ``none_covers_said`` is false: a page that says it once, below its lines, does not say it
+    in each of them (``kill_switch_gone``)."""
     named = kill_switch_named_in(finding)
     if not named or named in engaged_now:
         return finding
@@ -672,13 +686,20 @@ class KillSwitchRun:
 
     began: int
     names: frozenset[str]
+    # When it began, as its engaging record dates it; None where its history has none.
+    began_at: datetime | None = None
 
 
 def kill_switch_runs() -> dict[int, KillSwitchRun]:
     """Each engaged switch's run (``KillSwitchRun``), by its id: read once for a page, or for
     all the rows of a list."""
+    return kill_switch_runs_of(KillSwitch.objects.filter(engaged=True).select_related("account"))
+
+
+def kill_switch_runs_of(switches: Iterable[KillSwitch]) -> dict[int, KillSwitchRun]:
+    """The runs (``KillSwitchRun``) of ``switches``, engaged, by their ids."""
     runs = {}
-    for switch in KillSwitch.objects.filter(engaged=True).select_related("account"):
+    for switch in switches:
         engaging, _ = kill_switch_last_run(switch)
         if engaging is None:
             runs[switch.pk] = KillSwitchRun(0, kill_switch_names(switch))
@@ -686,21 +707,28 @@ def kill_switch_runs() -> dict[int, KillSwitchRun]:
         records = switch.history.filter(history_id__gte=engaging.history_id, engaged=True)
         versions = [record.instance for record in records.select_related("account")[:200]]
         names = frozenset().union(*map(kill_switch_names, [switch, *versions]))
-        runs[switch.pk] = KillSwitchRun(engaging.history_id, names)
+        runs[switch.pk] = KillSwitchRun(engaging.history_id, names, engaging.history_date)
     return runs
 
 
 def kill_switches_found_in(
-    findings: Iterable[str], switches: Iterable[KillSwitch], runs: Mapping[int, KillSwitchRun]
+    findings: Iterable[str],
+    switches: Iterable[KillSwitch],
+    runs: Mapping[int, KillSwitchRun],
+    *,
+    recorded_at: datetime | None = None,
 ) -> frozenset[int]:
     """The ids of those of ``switches`` (engaged now) that ``findings`` (recorded with a
     proposal) name: a switch by any name it went by in its run (``runs``,
     ``kill_switch_runs``), so that one moved since, renamed by what it covers, is still the
     one found; a name with its number, that switch alone; a name by scope alone (no other
     engaged switch shared that scope when it was recorded), one switch only, the one engaged
-    longest of those it may be: two switches on one account are not both found by it."""
+    longest of those it may be: two switches on one account are not both found by it. Of
+    those engaged when the findings were recorded (``recorded_at``,
+    ``kill_switches_engaged_then``) only: one engaged since is not found by a name alike."""
     named = {kill_switch_named_in(str(finding)) for finding in findings} - {""}
     found: set[int] = set()
+    switches = kill_switches_engaged_then(switches, runs, recorded_at=recorded_at)
     ordered = sorted(switches, key=lambda switch: (_run(runs, switch).began, switch.pk))
     for name in named:
         for switch in ordered:

@@ -1595,17 +1595,26 @@ def _held_back_parts(reason: str) -> tuple[str, list[str], re.Match | None]:
     return begins, findings, sent
 
 
+def kill_switch_findings_recorded_at(proposal: Proposal) -> Any:
+    """When the kill switch findings a proposal holds were recorded: as its last review
+    round began (routed to people, re-assessed and routed again, or held back before it
+    ran: its findings and held-back reasons are written then), else as it was routed; None
+    where neither is recorded. A switch engaged since is not one they name, though named
+    alike (``policies.services.kill_switches_engaged_then``)."""
+    return proposal.waiting_since or proposal.evaluated_at
+
+
 def held_back_reason_now(
     reason: str, engaged_now: Collection[str], *, waits: bool, none_covers_said: bool = True
 ) -> str:
-    """A held-back reason (``held_back_reason``, as recorded now or before) as it stands now:
-    each switch it names that is released since (``engaged_now``, the switches engaged over
-    the proposal's account now, as ``kill_switches_named_over`` names them) reads as engaged
-    then and released since, as a finding recorded when it was routed does
-    (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person,
-    that a person had to approve it again, not that one must. What it says of the attempts
-    sent before the hold stays as recorded. Any other reason, as recorded. Where none covers
-    it now, it says so, unless ``none_covers_said`` is false (``kill_switch_finding_now``)."""
+    """A held-back reason (``held_back_reason``, as recorded now or before) as it stands now: each
+    switch it names that is released since (``engaged_now``, the switches engaged over the
+    proposal's account now, engaged when it was recorded: ``kill_switches_engaged_then``) reads as
+    engaged then and released since, as a finding recorded when it was routed does
+    (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person, that a
+    person had to approve it again, not that one must. What it says of the attempts sent before the
+    hold stays as recorded. Any other reason, as recorded. Where none covers it now, it says so,
+    unless ``none_covers_said`` is false (``kill_switch_finding_now``)."""
     begins, findings, sent = _held_back_parts(reason)
     if not begins:
         return reason
@@ -1624,15 +1633,15 @@ def kill_switches_gone_said(
     reasons: Iterable, engaged_now: Collection[str], *, moved: Mapping[str, str]
 ) -> str:
     """Where ``reasons`` (as recorded: a proposal's, or its guardrails' findings) name kill
-    switches, none of which covers the proposal now (``engaged_now``: the switches engaged
-    over its account, as ``kill_switches_named_over`` names them), that, said once, below
-    them, with what became of them: released, or moved while engaged to cover something else
-    (``moved``, as ``kill_switches_moved_off`` says it): "No kill switch covers it now: those
-    above have been released since." ("the one above has been moved to account acme since");
-    "" otherwise. A held-back reason counts each switch it names. Its page, its messages and
-    the queue say it so, each line before it saying only what became of its own switch
-    (``kill_switch_finding_now``, ``held_back_reason_now``, with ``none_covers_said`` false):
-    they said "no kill switch covers it now" at the end of each."""
+    switches, none of which covers the proposal now (``engaged_now``: the switches engaged over its
+    account, engaged when they were recorded: ``kill_switches_engaged_then``), that, said once,
+    below them, with what became of them: released, or moved while engaged to cover something else
+    (``moved``, as ``kill_switches_moved_off`` says it): "No kill switch covers it now: those above
+    have been released since." ("the one above has been moved to account acme since"); "" otherwise.
+    A held-back reason counts each switch it names. Its page, its messages and the queue say it so,
+    each line before it saying only what became of its own switch (``kill_switch_finding_now``,
+    ``held_back_reason_now``, with ``none_covers_said`` false): they said "no kill switch covers it
+    now" at the end of each."""
     findings = []
     for reason in map(str, reasons or ()):
         findings += held_back_findings(reason) if reason.startswith(HELD_BACK_ANY) else [reason]
