@@ -108,7 +108,7 @@ from policies.models import (
     switches_named_apart,
 )
 from policies.reading import describe, is_invisible
-from policies.receivers import HELD_BACK_NOW
+from policies.receivers import HELD_BACK_NOW, RISKS_LOWERED
 from policies.services import (
     DecidesInstead,
     deciding_rule,
@@ -262,6 +262,24 @@ def _numbers_linked(ids: tuple[int, ...], count: int) -> str:
         return links[0]
     return format_html(
         "{} and {}", format_html(", ".join(["{}"] * (len(links) - 1)), *links[:-1]), links[-1]
+    )
+
+
+def risks_lowered_said(ids: list[int], *, engaged: bool) -> str:
+    """What a switch's save that released it (or, ``engaged``, moved it off what it covered)
+    did to the risk of the waiting proposals it alone had raised
+    (``policies.receivers.RISKS_LOWERED``, their ids): each is back to the risk the engine
+    gives it, as its history says ("Risk 92 → 19: …"), and still waits for a person. The
+    message said nothing of it, though the queue's order changed under the operator."""
+    count = len(ids)
+    return format_html(
+        "Its {} lowered the risk of {} it alone had raised ({}): {} back to the risk the engine "
+        "gives it without the switch, as its history says, and still waits for a person's "
+        "decision.",
+        "move" if engaged else "release",
+        how_many(count, "waiting proposal"),
+        _numbers_linked(tuple(ids), count),
+        "it is" if count == 1 else "each is",
     )
 
 
@@ -2542,6 +2560,11 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             # where the message before it and the list name it "(#2)". An addition has
             # nothing before it to read from the form, so it is said again, saved.
             request.saved_said = self.saved_said(obj, form, change)
+        lowered = getattr(obj, RISKS_LOWERED, None)
+        if lowered and getattr(request, "saved_said", None):
+            request.saved_said = format_html(
+                "{} {}", request.saved_said, risks_lowered_said(lowered, engaged=obj.engaged)
+            )
         # Held back by the save itself, in its transaction, whatever saved it
         # (``policies.receivers``): this message, the proposals' pages, the API and the
         # dashboard say the same thing from the moment it is saved.

@@ -320,3 +320,41 @@ def test_a_banned_term_an_edit_took_out_does_not_keep_a_released_switch_s_risk(l
     page = text_of(operator.get(reverse("admin:approvals_proposal_change", args=[creatives.pk])))
     routed = page.split("Why it came to a person, as copywriter proposed it:")[1]
     assert "The headline of creative 1 uses the banned term “guaranteed”" in routed
+
+
+def test_the_release_says_how_many_waiting_proposals_it_lowered(login):
+    """Released in the console, the switch re-assessed the two bids it alone had sent to a
+    person at 92 (their history says "Risk 92 → 19"), and the queue reordered under the
+    operator; its message said the switch was released and nothing of them. It says so,
+    linking to each."""
+    switch = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    bids = [evaluated(bid_adjustment("2.08")), evaluated(bid_adjustment("2.09"))]
+    assert [bid.risk for bid in bids] == [92, 92]
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    form = {
+        "scope": "global",
+        "account": "",
+        "channel": "",
+        "engaged": "",
+        "reason": OUTAGE,
+        "change_reason": "Tracking is back.",
+    }
+
+    page = posted_from_page(login("policy-owner"), url, form, follow=True)
+
+    said = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", str(message))).split())
+        for message in page.context["messages"]
+    ]
+    first, second = bids
+    assert said == [
+        "Kill switch on everything released. "
+        f"Its release lowered the risk of 2 waiting proposals it alone had raised (#{first.pk} "
+        f"and #{second.pk}): each is back to the risk the engine gives it without the switch, "
+        "as its history says, and still waits for a person's decision."
+    ], said
+    for bid in bids:
+        bid.refresh_from_db()
+        assert (bid.status, bid.risk) == (ProposalStatus.PENDING_REVIEW, 19)
+        change = reverse("admin:approvals_proposal_change", args=[bid.pk])
+        assert f'href="{change}"' in "".join(map(str, page.context["messages"]))
