@@ -241,7 +241,9 @@ def switch_message(notification: Notification, *, now: datetime | None = None) -
         on = notification.about
     paragraphs = [
         f"{released_on} {_had_been_said(switch, since=since, engaged_by=engaged_by)}: {reason}",
-        kill_switches_still_over(covered or switch, besides=switch.pk).said(
+        kill_switches_still_over(
+            covered or switch, besides=switch.pk, at=notification.created_at
+        ).said(
             nothing="Nothing it covered",
             runs_again="What it covered runs as its policies say again",
         )
@@ -317,7 +319,7 @@ def _moved_message(notification: Notification, switch: KillSwitch, *, links: lis
     if before is None:  # its history does not say what it covered
         runs = f"{runs_again}, unless another kill switch covers it."
     else:
-        runs = kill_switches_still_over(before, besides=None).said(
+        runs = kill_switches_still_over(before, besides=None, at=notification.created_at).said(
             nothing=f"Nothing on {was}", runs_again=runs_again
         )
         runs = runs or f"{runs_again}: no kill switch covers it now."

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.actors import changed_by
@@ -774,14 +774,28 @@ def _named(switches: Sequence[KillSwitch]) -> str:
     return and_joined([kill_switch_named(switch).replace("The", "the", 1) for switch in switches])
 
 
-def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> StillEngagedOver:
+def kill_switches_still_over(
+    covered: KillSwitch, *, besides: int | None, at: datetime | None = None
+) -> StillEngagedOver:
     """The switches engaged now (but ``besides``, a switch's id) over what ``covered``
     covers, read by its scope (``scope``, ``account_id``, ``channel``), as the executor holds
     them (``kill_switches_engaged_over``): what a switch released (or moved) leaves held by
-    others, named rather than hedged ("unless another kill switch covers it")."""
+    others, named rather than hedged ("unless another kill switch covers it"). Where ``at``
+    is given (a message's writing, at the save that queued it), each engaged then on what it
+    covers now is named as things stood then (``kill_switches_engaged_at``), as the rest of
+    the message names its switch (``kill_switch_called_as_saved``) and the proposals routed
+    then name it: its email named them as they stood when it went, ten seconds on ("account
+    demo" of one that shared that account with another at the save). Which are engaged is
+    said as things stand: "still engaged" is read as the present."""
     engaged = kill_switches_told_apart(
         KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
     )
+    if at is not None:
+        then = {switch.pk: switch for switch in kill_switches_engaged_at(at)}
+        for switch in engaged:
+            was = then.get(switch.pk)
+            if was is not None and was.very_scope() == switch.very_scope():
+                setattr(switch, NAMED_APART, getattr(was, NAMED_APART))
     if besides is not None:
         engaged = [switch for switch in engaged if switch.pk != besides]
     for switch in engaged:  # named apart from the one its words name beside it
@@ -805,6 +819,31 @@ def kill_switches_still_over(covered: KillSwitch, *, besides: int | None) -> Sti
         elif switch.account.channel == covered.channel:
             part.append(switch)
     return StillEngagedOver(tuple(whole), tuple(part))
+
+
+def kill_switches_engaged_at(at: datetime) -> list[KillSwitch]:
+    """The switches engaged at ``at``, each as its last historical record written by then
+    has it (deleted ones left out), told apart as things stood then
+    (``kill_switches_told_apart``): in one statement, however many."""
+    history = KillSwitch.history.model
+    last = (
+        history.objects.filter(history_date__lte=at)
+        .values("id")
+        .annotate(last=Max("history_id"))
+        .values("last")
+    )
+    records = (
+        history.objects.filter(history_id__in=last, engaged=True)
+        .exclude(history_type="-")
+        .select_related("account")
+        .order_by("id")
+    )
+    switches = []
+    for record in records:
+        switch = record.instance
+        switch.account = record.account  # read with it, not asked again when named
+        switches.append(switch)
+    return kill_switches_told_apart(switches)
 
 
 def kill_switch_last_run(switch: KillSwitch) -> tuple[Any, Any]:

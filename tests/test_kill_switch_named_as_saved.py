@@ -78,3 +78,25 @@ def test_a_switch_moved_off_a_scope_it_shared_names_what_it_left_with_its_number
     assert subject in subjects(mailoutbox), subjects(mailoutbox)
     said = body_of(mailoutbox, subject)
     assert f"The kill switch engaged on account demo (#{moves.pk}) was moved by" in said, said
+
+
+def test_a_releases_still_engaged_line_names_the_others_as_at_its_save(demo_world, mailoutbox):
+    """Released on everything while two switches were engaged on account demo, then one of
+    those released before the email went: its "still engaged" line named the one left as
+    things stood when it went ("the kill switch on account demo"), beside the rest of the
+    email and the proposals routed then, which name it "account demo (#2)"."""
+    everything = KillSwitch.objects.create(scope="global", reason="Budget audit.")
+    stays = on_demo("Tracking outage.")
+    goes = on_demo("Feed outage.")
+    everything.engaged = False
+    everything.save()
+    goes.engaged = False  # released before the first release's email went
+    goes.save()
+
+    deliver_due(everything)
+
+    said = body_of(mailoutbox, "[HITL] Kill switch released on everything")
+    assert (
+        "What it covered runs as its policies say again, except what the kill switch on "
+        f"account demo (#{stays.pk}) covers: still engaged, it holds that back."
+    ) in said, said
