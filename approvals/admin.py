@@ -206,6 +206,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
+    and_joined,
     edit_within,
     failing_at_next_attempt_said,
     how_many,
@@ -227,6 +228,7 @@ from policies.services import (
     WHEN_ROUTED,
     KillSwitchRun,
     engaged_kill_switches,
+    kill_switch_covered_before,
     kill_switch_finding_now,
     kill_switch_named_in,
     kill_switch_names,
@@ -421,21 +423,41 @@ class OneRecordFilter(KnownValuesOnly, admin.SimpleListFilter):
         raise NotImplementedError
 
 
-class SentByKillSwitchFilter(OneRecordFilter):
+class KillSwitchRecordFilter(OneRecordFilter):
+    """The proposals of one kill switch, named as it is now and by what else it covered in
+    its history (``kill_switch_covered_before``): one moved since names, in the findings of
+    the proposals it sent to a person, what it covered then ("The kill switch on account
+    demo is engaged: …"), which the filter's "Kill switch on channel Meta (engaged)" did not
+    say: a person looking for account demo's did not find it there."""
+
+    model = KillSwitch
+    named = "kill switch"
+
+    def lookups(self, request, model_admin):
+        asked = id_asked(request.GET.get(self.parameter_name, ""))
+        found = self.model.objects.filter(pk=asked).first() if asked is not None else None
+        if found is None:
+            return []
+        before = kill_switch_covered_before(found)
+        said = str(found)
+        if before:
+            said = f"{said}, on {and_joined(before)} before"
+        return [(str(found.pk), said)]
+
+
+class SentByKillSwitchFilter(KillSwitchRecordFilter):
     """The proposals a kill switch sent to a person while engaged, as its history page lists
     them."""
 
     title = "kill switch that sent it to a person"
     parameter_name = "kill_switch"
-    model = KillSwitch
-    named = "kill switch"
 
     def of(self, queryset, record):
         sent = {each.proposal_id for each in proposals_sent_by_kill_switch(record)}
         return queryset.filter(pk__in=sent)
 
 
-class HeldBackByKillSwitchFilter(OneRecordFilter):
+class HeldBackByKillSwitchFilter(KillSwitchRecordFilter):
     """The approved proposals a kill switch held back before they ran, or before their next
     attempt after one that got no sure answer (at the save that engaged it, or at an
     attempt), sent back to a person to approve again: what the message
@@ -444,8 +466,6 @@ class HeldBackByKillSwitchFilter(OneRecordFilter):
 
     title = "kill switch that held it back, approved, before it ran (or its next attempt)"
     parameter_name = HELD_BY_KILL_SWITCH
-    model = KillSwitch
-    named = "kill switch"
 
     def of(self, queryset, record):
         held = {

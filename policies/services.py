@@ -846,6 +846,25 @@ def kill_switches_engaged_at(at: datetime) -> list[KillSwitch]:
     return kill_switches_told_apart(switches)
 
 
+def kill_switch_covered_before(switch: KillSwitch) -> list[str]:
+    """What else the switch covered in its history, in words (``scope_in_words``), as the
+    findings of the proposals it sent to a person then name it, the latest first; read in
+    one statement."""
+    covered = (
+        switch.history.exclude(
+            scope=switch.scope, account_id=switch.account_id, channel=switch.channel
+        )
+        .select_related("account")
+        .order_by("-history_id")
+    )
+    said = []
+    for record in covered[:200]:
+        version = record.instance
+        version.account = record.account  # read with it, not asked again when named
+        said.append(version.scope_in_words())
+    return [named for named in dict.fromkeys(said) if named != switch.scope_in_words()]
+
+
 def kill_switch_last_run(switch: KillSwitch) -> tuple[Any, Any]:
     """The historical records of the switch's last engaging and, if it is released now, of
     its release (None where its history has none): editing its reason while engaged does not

@@ -203,3 +203,24 @@ def test_a_held_proposals_page_says_once_that_no_kill_switch_covers_it_now(login
         "for a person's decision."
     ), why
     assert page.lower().count("no kill switch covers it now") == 1
+
+
+def test_the_list_of_what_a_moved_switch_sent_names_what_it_covered_then(login):
+    """Engaged on account demo, it sent a bid to a person, then was moved to channel Meta.
+    The list of what it sent named it "Kill switch on channel Meta (engaged)" alone, above a
+    bid whose findings read "The kill switch on account demo is engaged": a person looking
+    for what account demo's switch sent could not tell it was this one. It names both."""
+    switch = on_demo()
+    bid = evaluated(bid_adjustment("2.08"))
+    assert bid.status == ProposalStatus.PENDING_REVIEW
+    switch.scope, switch.account, switch.channel = "channel", None, "meta"
+    switch.save()
+    operator = login("operator")
+
+    for parameter in ("kill_switch", "held_by_kill_switch"):
+        page = operator.get(reverse("admin:approvals_proposal_changelist"), {parameter: switch.pk})
+        assert "Kill switch on channel Meta (engaged), on account demo before" in read(page)
+    listed = operator.get(
+        reverse("admin:approvals_proposal_changelist"), {"kill_switch": switch.pk}
+    )
+    assert [proposal.pk for proposal in listed.context["cl"].result_list] == [bid.pk]
