@@ -85,15 +85,16 @@ def test_a_releases_still_engaged_line_names_the_others_as_at_its_save(demo_worl
     those released before the email went: its "still engaged" line named the one left as
     things stood when it went ("the kill switch on account demo"), beside the rest of the
     email and the proposals routed then, which name it "account demo (#2)"."""
-    everything = KillSwitch.objects.create(scope="global", reason="Budget audit.")
-    stays = on_demo("Tracking outage.")
-    goes = on_demo("Feed outage.")
-    everything.engaged = False
-    everything.save()
-    goes.engaged = False  # released before the first release's email went
-    goes.save()
-
-    deliver_due(everything)
+    with acting_as(Actor.for_user(get_user_model().objects.get(username="policy-owner"))):
+        everything = KillSwitch.objects.create(scope="global", reason="Budget audit.")
+        stays = on_demo("Tracking outage.")
+        goes = on_demo("Feed outage.")
+        deliver_due(everything)  # told it was engaged
+        everything.engaged = False
+        everything.save()
+        goes.engaged = False  # released before the first release's email went
+        goes.save()
+        deliver_due(everything)
 
     said = body_of(mailoutbox, "[HITL] Kill switch released on everything")
     assert (
