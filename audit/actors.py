@@ -76,6 +76,7 @@ SYSTEM_PARTS = {
     "createsuperuser": "the createsuperuser command",
     "changepassword": "the changepassword command",
     "migration": "an upgrade of the platform",
+    "setup": "the platform's set-up",
     "unattributed": "an unnamed part of the platform",
 }
 

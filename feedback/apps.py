@@ -1,4 +1,23 @@
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
+
+
+def autonomy_rules_made_at_setup(*, using: str, **kwargs) -> None:
+    """After ``migrate`` and ``flush`` (post_migrate): the autonomy rules exist, made by the
+    set-up with their defaults, so that reading them (their page, the daily review) writes
+    nothing. Not while the schema is another migration's (a step back): its table must hold
+    every column the model has."""
+    from feedback.models import AutonomyRules
+
+    connection = connections[using]
+    table = AutonomyRules._meta.db_table
+    if table not in connection.introspection.table_names():
+        return
+    with connection.cursor() as cursor:
+        columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
+    if columns >= {field.column for field in AutonomyRules._meta.concrete_fields}:
+        AutonomyRules.made_at_setup()
 
 
 class FeedbackConfig(AppConfig):
@@ -37,3 +56,6 @@ class FeedbackConfig(AppConfig):
         hooks.proposals_sent_back.connect(callback_events_record_sent_back)
         hooks.proposals_sent_back.connect(feedback_record_sent_back)
         approval_rate_reader_register(agent_approval_rate)
+        post_migrate.connect(
+            autonomy_rules_made_at_setup, sender=self, dispatch_uid="feedback.autonomy_rules"
+        )

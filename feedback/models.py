@@ -431,15 +431,21 @@ class AutonomyRules(models.Model):
 
     @classmethod
     def current(cls) -> AutonomyRules:
-        """The rules, created with their defaults by the platform the first time they are
-        read: whoever opens their page first reads them, and did not set them."""
-        rules = cls.objects.filter(pk=1).first()
-        if rules is None:
-            rules = cls(pk=1)
-            rules._change_reason = "Made with the platform's defaults, the first time read."
-            try:
-                with transaction.atomic(), acting_as(Actor.system("autonomy")):
-                    rules.save(force_insert=True)
-            except IntegrityError:  # made by another process meanwhile
-                rules = cls.objects.get(pk=1)
-        return rules
+        """The rules. Made at set-up (``made_at_setup``), never by reading them: opening their
+        page, an auditor's too, wrote them once, and changes nothing now."""
+        return cls.objects.get(pk=1)
+
+    @classmethod
+    def made_at_setup(cls) -> bool:
+        """The one set with the platform's defaults, made by the platform's set-up (each
+        ``migrate``, and after a ``flush``) when there is none yet. Whether it was made."""
+        if cls.objects.filter(pk=1).exists():
+            return False
+        rules = cls(pk=1)
+        rules._change_reason = "Made with the platform's defaults when the platform was set up."
+        try:
+            with transaction.atomic(), acting_as(Actor.system("setup")):
+                rules.save(force_insert=True)
+        except IntegrityError:  # made by another process meanwhile
+            return False
+        return True

@@ -321,17 +321,17 @@ def test_an_agent_s_policy_change_missing_other_fields_is_refused_as_one_not_ask
 
 
 def test_opening_the_autonomy_rules_first_is_not_recorded_as_setting_them(login, demo_world):
-    """On a new platform the rules are made with their defaults when first read; the
-    history an auditor reads says the platform made them, not the policy owner who only
-    opened their page (it said "Created … policy-owner (person)")."""
-    assert not AutonomyRules.objects.exists()
+    """On a new platform the rules are there with their defaults before anyone opens them,
+    made by its set-up; the history an auditor reads says so, not that the policy owner who
+    only opened their page made them (it said "Created … policy-owner (person)"), nor that
+    the page's first read did ("the autonomy review")."""
     page = login("policy-owner").get("/admin/feedback/autonomyrules/", follow=True)
     assert page.status_code == 200
     history = login("auditor").get(
         reverse("admin:feedback_autonomyrules_history", args=[AutonomyRules.current().pk])
     )
     text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", history.text)))
-    assert "Created the autonomy review (system)" in text
+    assert "Created the platform's set-up (system)" in text
     assert "policy-owner (person)" not in text
 
 
