@@ -8,6 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -112,6 +113,7 @@ from approvals.services.acts import (
     no_longer_applies,
     no_longer_applies_each,
     permission_refusal,
+    review_window_closed,
     reviewers_by_proposal,
 )
 from approvals.services.agents import (
@@ -134,7 +136,6 @@ from approvals.services.decisions import (
     proposals_reject,
     retry_refusal,
 )
-from approvals.services.expiry import proposals_expire_overdue_listed
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
     HELD_BACK_ANY,
@@ -1876,7 +1877,17 @@ class ProposalAdmin(ReadOnlyAdmin):
             if proposal.verdict_outcome == VerdictOutcome.BLOCK:
                 return "none asked: blocked"
             return ""  # not routed yet
-        return f"{proposal.approvals_this_round} of {proposal.required_approvals}"
+        given = f"{proposal.approvals_this_round} of {proposal.required_approvals}"
+        if review_window_closed(proposal, timezone.now()):
+            # Past its window, the expiry sweep not yet round: listed as it is (no read
+            # expires it), and said to be decided by nobody any more.
+            return format_html(
+                '{} · <span class="review-window-closed">review window closed {}: no longer '
+                "decided, expiring</span>",
+                given,
+                console_time(proposal.review_expires_at),
+            )
+        return given
 
     @admin.display(description="age", ordering="-created_at")  # youngest first, ascending
     def age(self, proposal: Proposal) -> str:
@@ -1941,11 +1952,6 @@ class ProposalAdmin(ReadOnlyAdmin):
             title = "Review queue: proposals waiting for a decision"
         else:
             title = "Proposals"
-        if request.method == "GET":
-            # Those waiting past their review window expired first, as the API lists them: the
-            # queue showed one as waiting, with its count, until the sweep came round, though
-            # an approval of it is refused. (A bulk decision refuses and expires the late.)
-            proposals_expire_overdue_listed()
         response = super().changelist_view(request, {"title": title, **(extra_context or {})})
         context = getattr(response, "context_data", None) or {}
         # The queue's title says the order it shows, once the list has read the sort asked
@@ -1986,9 +1992,6 @@ class ProposalAdmin(ReadOnlyAdmin):
         if proposal is None or request.method != "GET":
             return self._proposal_page(request, object_id, form_url, extra_context)
         refused = _refused_form(request, proposal)  # once: it is taken from the session
-        # Its agent's proposals past their window (this one too) expired first, as the queue
-        # expires them: its record counted them waiting until the sweep came round.
-        proposals_expire_overdue_listed(agent_id=proposal.agent_id)
         for _ in range(PAGE_READS):
             moved = _last_moved(proposal.pk)
             response = self._proposal_page(
@@ -2297,6 +2300,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if proposal.status in REVIEW_ENDED_BESIDE_STATUS
                 else ""
             ),
+            # Past its window and not yet expired: said as it is, not expired by this read.
+            "window_closed": review_window_closed(proposal, timezone.now()),
+            "expiry_sweep": how_many(settings.EXPIRY_SWEEP_SECONDS, "second"),
             # A form refused just before, as its reviewer filled it in (``_refused_redirect``).
             **(refused or {}),
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
@@ -3053,10 +3059,6 @@ class AgentAdmin(ChangeReasonAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         days = scorecard_days(request)
         since, until = scorecard_window(days)
-        if request.method == "GET":
-            # Its proposals past their window expired first, as the queue expires them: its
-            # scorecard counted them waiting until the sweep came round.
-            proposals_expire_overdue_listed(agent_id=agent.pk)
         cards = scorecards(since=since, until=until, agent=agent)
         extra_context = {
             **(extra_context or {}),

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -47,9 +46,7 @@ from approvals.selectors import (
     routing_reasons,
     verdict_policy_ref,
 )
-from approvals.services.acts import review_window_closed
 from approvals.services.agents import agent_key_still_in_force
-from approvals.services.expiry import proposal_expire_if_overdue, proposals_expire_overdue_listed
 from approvals.services.idempotency import (
     MAX_KEY_LENGTH,
     Replay,
@@ -755,9 +752,6 @@ class ProposalCollectionApi(IdempotentAPIView):
     def get(self, request: Request) -> Response:
         filters = ProposalListFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        # Those waiting past their review window expired first, as a read of one expires it:
-        # the list is never the only answer that says one still waits for a person.
-        proposals_expire_overdue_listed(agent_id=request.user.pk)
         queryset = proposal_list_for_agent(
             agent=request.user,
             status=filters.validated_data.get("status"),
@@ -883,7 +877,7 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
     def get(self, request: Request, proposal_id: int) -> Response:
         query = ProposalWaitQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        proposal = _read_expired_if_overdue(request.user, proposal_id)
+        proposal = proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
         response = Response(proposal_body(proposal))
         seconds = query.validated_data.get("wait")
         waiting_on = query.validated_data.get("status", proposal.status)
@@ -899,16 +893,6 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
                 key=("proposal", request.user.pk, request.auth.pk, proposal_id, waiting_on, read),
             )
         return response
-
-
-def _read_expired_if_overdue(agent, proposal_id: int) -> Proposal:
-    """The agent's proposal; one still waiting for a person past its review window (the sweep
-    runs once a minute) expired first, as a decision or a withdrawal finds it: the agent is
-    never told it waits, and may still run, when no person can decide it any more."""
-    proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
-    if review_window_closed(proposal, timezone.now()) and proposal_expire_if_overdue(proposal.pk):
-        proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
-    return proposal
 
 
 def _moves_read(proposal: Proposal) -> tuple[int, datetime | None]:
@@ -928,7 +912,7 @@ def _proposal_reread(
     its ``retries`` saying so, not held until its time is up."""
     # The key may have been revoked (or the agent deactivated) while the request waited.
     agent_key_still_in_force(key_id=key_id)
-    proposal = _read_expired_if_overdue(agent, proposal_id)
+    proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
     moved = proposal.status != waiting_on or _moves_read(proposal) != read
     return moved, proposal_body(proposal)
 

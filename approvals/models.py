@@ -105,9 +105,14 @@ class WithdrawnBy(models.TextChoices):
 class ProposalQuerySet(models.QuerySet):
     def overdue(self, now):
         """Those waiting for review past their window by ``now``: expired in all but the
-        record, until the sweep (or a list, a page, an act) expires them. The query's form of
-        ``approvals.services.acts.review_window_closed``."""
+        record, until the sweep (or a late act) expires them; no read does. The query's form
+        of ``approvals.services.acts.review_window_closed``."""
         return self.filter(status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now)
+
+    def waiting(self, now):
+        """Those waiting for review within their window by ``now`` (or with none): what a
+        person may still decide."""
+        return self.filter(status=ProposalStatus.PENDING_REVIEW).exclude(review_expires_at__lte=now)
 
 
 class Proposal(models.Model):

@@ -2137,7 +2137,9 @@ def dashboard(*, days: int = 7) -> Dashboard:
     """The console's figures: the queue now, and how the last ``days`` went."""
     now = timezone.now()
     since = now - timedelta(days=days)
-    pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
+    # What a person may still decide: one past its window, which the expiry sweep is about to
+    # expire (a read expires nothing), waits for nobody.
+    pending = Proposal.objects.waiting(now)
     # Waiting in its current round: one re-assessed and routed again, or held back by a kill
     # switch before it ran, has waited for people since then, not since it was made. One
     # that waited before this was recorded (null) waits still, since it was routed at least.

@@ -12,7 +12,6 @@ from approvals.api import IDEMPOTENCY_HEADER, IdempotentAPIView, OutcomeOutput
 from approvals.models import RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES
 from approvals.services.agents import agent_key_still_in_force
-from approvals.services.expiry import proposals_expire_overdue_listed
 from feedback.models import FeedbackKind, OutcomeEffect
 from feedback.selectors import (
     SCORECARD_DAYS_DEFAULT,
@@ -303,9 +302,6 @@ class ScorecardApi(AgentAPIView):
         query.is_valid(raise_exception=True)
         days = query.validated_data["days"]
         since, until = scorecard_window(days)
-        # Its proposals past their window expired first, as its list expires them: "waiting"
-        # counted them until the sweep came round.
-        proposals_expire_overdue_listed(agent_id=request.user.pk)
         cards = scorecards(since=since, until=until, agent=request.user)
         scorecard = {
             "since": since,

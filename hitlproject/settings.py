@@ -224,10 +224,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# How often proposals past their review window are expired. Only this sweep (or a late act)
+# expires one, never a read: until it runs, a page or the API shows it waiting with its window
+# closed. Each run with nothing overdue is one indexed read.
+EXPIRY_SWEEP_SECONDS = int(env("HITL_EXPIRY_SWEEP_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE = {
     "expire-overdue-proposals": {
         "task": "approvals.expire_overdue_proposals",
-        "schedule": timedelta(seconds=int(env("HITL_EXPIRY_SWEEP_SECONDS", "60"))),
+        "schedule": timedelta(seconds=EXPIRY_SWEEP_SECONDS),
     },
     "requeue-stalled-proposals": {
         "task": "approvals.requeue_stalled_proposals",

@@ -161,12 +161,10 @@ def test_overdue_proposals_expire_and_never_execute(demo_world):
     assert budget("brand-search") == Decimal("1000.00")
 
 
-def test_an_agent_reading_a_proposal_past_its_window_reads_it_expired(optimizer):
-    """The sweep runs once a minute: until it did, the agent read its proposal as waiting for
-    a person (and its client told the model "It expires at 00:38:09 unless a person decides
-    it first" at 00:38:23), though no person could decide it any more. Read past its window,
-    a proposal is expired there and then, as a late decision finds it: its agent is answered
-    expired and told so in its feedback; one still in its window is left waiting."""
+def test_an_agent_reading_a_proposal_past_its_window_reads_it_as_it_is(optimizer):
+    """Read past its window, a proposal was expired there and then by the read. It reads as
+    it is, waiting, with the time its window closed, writing nothing; the sweep expires it
+    (and no late act lets it run), and the agent then reads it expired."""
     overdue, fresh = evaluated(reallocation("200.00")), evaluated(reallocation("300.00"))
     Proposal.objects.filter(pk=overdue.pk).update(
         review_expires_at=timezone.now() - timedelta(seconds=1)
@@ -175,10 +173,13 @@ def test_an_agent_reading_a_proposal_past_its_window_reads_it_expired(optimizer)
     read = optimizer.get(f"/api/v1/proposals/{overdue.pk}/").json()
     waited = optimizer.get(f"/api/v1/proposals/{fresh.pk}/").json()
 
-    assert read["status"] == "expired"
-    assert Feedback.objects.get(proposal=overdue).kind == "expired"
+    assert read["status"] == "pending_review"
+    assert read["review_expires_at"] < timezone.now().isoformat()
+    assert not Feedback.objects.filter(proposal=overdue).exists()
     assert waited["status"] == "pending_review"
-    assert proposals_expire_overdue() == 0  # nothing left for the sweep
+    assert proposals_expire_overdue() == 1
+    assert optimizer.get(f"/api/v1/proposals/{overdue.pk}/").json()["status"] == "expired"
+    assert Feedback.objects.get(proposal=overdue).kind == "expired"
     assert proposal_execute(proposal_id=overdue.pk).status == ProposalStatus.EXPIRED
 
 

@@ -6,8 +6,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client._tools import outcome_report
@@ -108,13 +106,22 @@ def test_in_bulk_the_late_ones_expire_among_the_refusals_and_the_others_go_throu
     assert {Proposal.objects.get(pk=p.pk).status for p in on_time} == {done}
 
 
-def test_the_console_says_it_expired_and_offers_no_decision(login):
-    opened = overdue("170.00")
+def test_the_console_says_its_window_closed_and_offers_no_decision(login):
+    opened = Proposal.objects.get(pk=overdue("170.00").pk)
     client = login("operator")
     page = client.get(reverse("admin:approvals_proposal_change", args=[opened.pk]))
     assert 'id="approve-form"' not in page.text
     assert 'id="withdraw-form"' not in page.text
-    # Opened, it expired as the sweep expires it (as listed, its agent's record counted it).
+    # Opened, it is shown as it is: still waiting in the record, its window closed, about to
+    # be expired by the sweep; the read expired nothing.
+    closed = f"{opened.review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    said = page.text.split('id="review-window-closed">')[1].split("</span>")[0]
+    assert said == (
+        f"· its review window closed at {closed}: nobody can decide it any more, and the "
+        "expiry sweep (every 10 seconds) is about to expire it"
+    )
+    assert Proposal.objects.get(pk=opened.pk).status == ProposalStatus.PENDING_REVIEW
+    assert proposals_expire_overdue() == 1
     expired_as_the_sweep_expires(opened)
 
     # One approved from a page opened before its window closed is refused, and expires.
@@ -196,68 +203,39 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
     )
 
 
-def test_an_agent_listing_its_proposals_past_a_window_finds_them_expired(optimizer):
-    """The list said "pending_review" of a proposal past its window until the sweep came
-    round (a read of the one proposal said "expired"), so ``?status=expired`` missed it and
-    ``?status=pending_review`` counted it. Listed, it expires there and then, as the sweep
-    expires it; another agent's is left to the sweep."""
+def test_an_agent_listing_its_proposals_past_a_window_reads_them_as_they_are(optimizer):
+    """Its list expired those past their window there and then: a read that wrote. It lists
+    them as they are, waiting with their window closed (``review_expires_at`` past), until
+    the sweep expires them; then ``?status=expired`` finds them."""
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
-    others = evaluated(reallocation("160.00"), agent="copywriter")
-    Proposal.objects.filter(pk=others.pk).update(
-        review_expires_at=timezone.now() - timedelta(seconds=1)
-    )
 
     pending = optimizer.get("/api/v1/proposals/?status=pending_review").json()
-    expired = optimizer.get("/api/v1/proposals/?status=expired").json()
 
-    assert [p["id"] for p in pending["results"]] == [waiting.pk]
+    assert sorted(p["id"] for p in pending["results"]) == sorted([late.pk, waiting.pk])
+    assert Proposal.objects.get(pk=late.pk).status == ProposalStatus.PENDING_REVIEW
+    assert not Feedback.objects.filter(proposal=late).exists()
+    assert proposals_expire_overdue() == 1
+    expired = optimizer.get("/api/v1/proposals/?status=expired").json()
     assert [(p["id"], p["status"]) for p in expired["results"]] == [(late.pk, "expired")]
-    assert Proposal.objects.get(pk=others.pk).status == ProposalStatus.PENDING_REVIEW
-    assert proposals_expire_overdue() == 1  # the other agent's
     expired_as_the_sweep_expires(late)
 
 
-def test_a_list_expires_its_overdue_together_in_as_many_statements_for_many_as_for_one(
-    optimizer,
-):
-    assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200  # its key read
-    one = [overdue("101.00")]
-    with CaptureQueriesContext(connection) as for_one:
-        assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200
-    many = [overdue(f"{amount}.00") for amount in range(110, 116)]
-    with CaptureQueriesContext(connection) as for_many:
-        assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200
-
-    assert len(for_many.captured_queries) == len(for_one.captured_queries)
-    assert {Proposal.objects.get(pk=p.pk).status for p in one + many} == {"expired"}
-    assert Feedback.objects.filter(proposal__in=one + many, kind="expired").count() == 7
-    assert proposals_expire_overdue() == 0
-
-
-def test_the_review_queue_shows_no_proposal_past_its_window_as_waiting(login):
-    """The queue listed a proposal past its window among those waiting, counted, with its
-    box to tick for "Approve selected proposals…" (which refused it); its page offered no
-    decision. Listed, it expires as the sweep expires it, and is listed as expired."""
+def test_the_review_queue_says_a_proposal_past_its_window_is_no_longer_decided(login):
+    """Listed as it is (the read expires nothing), with its window closed said beside its
+    approvals; the sweep expires it, and it is listed as expired."""
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
     client = login("operator")
 
     queue = client.get(reverse("admin:approvals_proposal_changelist"))
 
-    listed = [row.pk for row in queue.context["cl"].result_list]
-    assert listed == [waiting.pk]
-    assert f"/approvals/proposal/{late.pk}/change/" not in queue.text
+    assert {row.pk for row in queue.context["cl"].result_list} == {late.pk, waiting.pk}
+    closed = f"{Proposal.objects.get(pk=late.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert (
+        f'<span class="review-window-closed">review window closed {closed}: no longer '
+        "decided, expiring</span>"
+    ) in queue.text
+    assert queue.text.count('class="review-window-closed"') == 1
+    assert proposals_expire_overdue() == 1
     expired_as_the_sweep_expires(late)
     shown = client.get(reverse("admin:approvals_proposal_changelist") + "?status=expired")
     assert [row.pk for row in shown.context["cl"].result_list] == [late.pk]
-
-
-def test_a_person_listing_the_queue_is_not_named_as_expiring_what_it_expires(login):
-    """Listed in the console, a proposal past its window expires as the sweep expires it: by
-    the platform, not by whoever opened the list (an auditor, who may decide nothing)."""
-    late = overdue("170.00")
-
-    assert login("auditor").get(reverse("admin:approvals_proposal_changelist")).status_code == 200
-
-    record = Proposal.objects.get(pk=late.pk).history.latest("history_date")
-    assert record.history_user is None
-    expired_as_the_sweep_expires(late)

@@ -249,9 +249,10 @@ def test_a_proposal_told_then_edited_into_a_new_round_counts_by_its_new_round(
 def test_what_no_longer_waits_or_reached_nobody_only_by_a_message_not_sent_is_counted_so(
     uncovered, login
 ):
-    """A waiting proposal past its review window no longer waits (the list expires it): not
-    counted. One whose only message was not sent (its reader deactivated) reached nobody;
-    one whose message is held for a digest, or may have gone, reached someone."""
+    """A waiting proposal past its review window no longer waits (nobody can decide it; the
+    sweep expires it, not the list that reads it): not counted. One whose only message was
+    not sent (its reader deactivated) reached nobody; one whose message is held for a digest,
+    or may have gone, reached someone."""
     late = evaluated(reallocation("280.00", account="other"))
     Proposal.objects.filter(pk=late.pk).update(review_expires_at=timezone.now() - timedelta(1))
     not_sent = evaluated(reallocation("250.00"))
@@ -273,7 +274,7 @@ def test_what_no_longer_waits_or_reached_nobody_only_by_a_message_not_sent_is_co
     count, shown = counted_and_listed(operator, "waiting-told-nobody")
 
     assert (count, sorted(shown)) == (2, sorted([not_sent.pk, given_up.pk]))
-    assert Proposal.objects.get(pk=late.pk).status == "expired"
+    assert Proposal.objects.get(pk=late.pk).status == "pending_review"  # the reads wrote nothing
     assert "2 waiting proposals reached nobody" in routes
 
 

@@ -1,9 +1,9 @@
-"""No figure says a proposal past its review window waits for a decision: the console's
-dashboard, an agent's scorecard (its page, the proposal page's record of it, the agent's own
-API) and the messages to people (a digest's headline, a Slack digest's updated one) counted
-it as waiting until the once-a-minute sweep came round, while the queue, expiring it as it
-lists, did not show it and no approval of it is taken. A page expires it first, as the queue
-does; a message, built in a worker, counts only what still waits within its window."""
+"""No figure of what waits for a person counts a proposal past its review window: the console's
+dashboard and the messages to people (a digest's headline, a Slack digest's updated one)
+counted it as waiting until the sweep came round, though no approval of it is taken. They
+count only what waits within its window; no read expires it (the sweep does, every 10
+seconds). An agent's scorecard counts the statuses recorded: it counts one as waiting until
+the sweep expires it, and as expired after."""
 
 import re
 from datetime import timedelta
@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
+from approvals.services.expiry import proposals_expire_overdue
 from notifications.models import Notification, NotificationStatus
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
@@ -50,14 +51,19 @@ def test_the_dashboard_counts_no_proposal_past_its_window_as_waiting(login):
     # The oldest waiting is the one that does, not the one that waited three days.
     assert response.context["figures"].oldest_waiting < timedelta(hours=1)
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
+    assert Proposal.objects.get(pk=late.pk).status == ProposalStatus.PENDING_REVIEW  # looked at
+    assert proposals_expire_overdue() == 1
     expired_as_the_sweep_expires(late)  # by the platform, not the auditor who looked
 
 
 def test_an_agents_scorecard_counts_its_proposal_past_its_window_as_expired(optimizer, login):
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
+    [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
+    assert (card["waiting"], card["expired"]) == (2, 0)  # as recorded: the read expired none
+
+    assert proposals_expire_overdue() == 1
 
     [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
-
     assert (card["waiting"], card["expired"]) == (1, 1)
     expired_as_the_sweep_expires(late)
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
@@ -67,13 +73,17 @@ def test_the_agents_scorecard_page_and_a_proposals_record_count_none_past_its_wi
     client = login("operator")
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
 
-    page = client.get(reverse("admin:approvals_agent_change", args=[late.agent_id]) + "?days=30")
+    agent_page = reverse("admin:approvals_agent_change", args=[late.agent_id]) + "?days=30"
+    [card] = client.get(agent_page).context["scorecards"]
+    assert (card.waiting, card.expired) == (2, 0)  # as recorded: the read expired none
+    assert proposals_expire_overdue() == 1
 
-    [card] = page.context["scorecards"]
+    [card] = client.get(agent_page).context["scorecards"]
     assert (card.waiting, card.expired) == (1, 1)
     expired_as_the_sweep_expires(late)
 
     later = overdue("180.00")
+    assert proposals_expire_overdue() == 1
     page = client.get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
     record = page.context["track_record"].counts
     assert (record.waiting, record.expired) == (1, 2)

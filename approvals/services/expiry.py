@@ -1,7 +1,9 @@
-"""Proposals that waited longer than their policy allows expire and never execute: swept once
-a minute, and expired there and then when someone tries to decide or withdraw one late, or its
-agent reads or lists it late, or a person lists the proposals (it is never answered or shown
-as waiting for a person past its window)."""
+"""Proposals that waited longer than their policy allows expire and never execute: swept by
+beat (every ``HITL_EXPIRY_SWEEP_SECONDS``), and expired there and then when someone tries to
+decide or withdraw one late. Never by a read: an auditor opening the queue, or an agent
+polling its proposal, changes nothing. Until the sweep reaches it, one past its window reads
+as it is, waiting for review, with the time its window closed; no decision of it is taken,
+and no count of what waits counts it (``Proposal.objects.waiting``)."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -77,34 +79,3 @@ def proposal_expire_if_overdue(proposal_id: int, now: datetime | None = None) ->
             return False
         proposals_expire_locked(proposals=[proposal])
         return True
-
-
-def proposals_expire_overdue_listed(*, agent_id: int | None = None) -> int:
-    """Expire the proposals (an agent's, or everyone's for ``None``) whose review window has
-    closed, before a list of them is read: its status filters, counts and pages then say
-    what happened, not what the once-a-minute sweep has not got to yet. Nothing overdue
-    costs one indexed read; the overdue expire together, in one transaction, at most
-    ``SWEEP_BATCH`` of them, each judged again under its lock. Returns how many expired."""
-    now = timezone.now()
-    overdue = Proposal.objects.overdue(now)
-    if agent_id is not None:
-        overdue = overdue.filter(agent_id=agent_id)
-    # One batch: a backlog the sweep left (it was down) is its work, not one page's.
-    found = sorted(overdue.order_by().values_list("pk", flat=True)[:SWEEP_BATCH])
-    return _proposals_expire_if_overdue(found, now) if found else 0
-
-
-def _proposals_expire_if_overdue(proposal_ids: list[int], now: datetime) -> int:
-    """Lock the proposals (in id order) and expire those still overdue by ``now``: one
-    decided, withdrawn or sent back for a new window since they were read is left as it
-    is. How many expired."""
-    with transaction.atomic():
-        locked = (
-            Proposal.objects.select_related("agent")
-            .select_for_update(of=("self",))
-            .filter(pk__in=proposal_ids)
-            .order_by("pk")
-        )
-        overdue = [proposal for proposal in locked if review_window_closed(proposal, now)]
-        proposals_expire_locked(proposals=overdue)
-        return len(overdue)

@@ -17,7 +17,6 @@ from approvals.selectors import (
     dashboard,
     deployed_creatives,
 )
-from approvals.services.expiry import proposals_expire_overdue_listed
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.durations import elapsed_said
 from hitlproject.formats import share_percent
@@ -124,10 +123,6 @@ def console_dashboard(context):
     request = context["request"]
     if not request.user.has_perm(READ_PERMISSION):
         return {"figures": None}
-    # Those past their window expired first, as the queue lists them: "Waiting for a person
-    # now" (and the oldest waiting) counted them until the sweep came round, and its link
-    # opened a queue without them.
-    proposals_expire_overdue_listed()
     figures = dashboard()
     chart, agents = None, []
     if figures.agents:

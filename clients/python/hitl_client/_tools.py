@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -707,7 +708,21 @@ def expiry(proposal: Proposal) -> tuple[str | None, str]:
     expires_at = _at(proposal, "review_expires_at")
     if proposal.status != Status.PENDING_REVIEW or expires_at is None:
         return None, ""
+    if _passed(expires_at):
+        # Read before the platform's expiry sweep came round (no read expires it).
+        return expires_at, (
+            f"Its review window closed at {expires_at}: no person can decide it any more, "
+            "and the platform is about to expire it. It will not be executed."
+        )
     return expires_at, f"It expires at {expires_at} unless a person decides it first."
+
+
+def _passed(moment: str) -> bool:
+    try:
+        at = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return at.tzinfo is not None and at <= datetime.now(UTC)
 
 
 def _at(proposal: Proposal, name: str) -> str | None:
