@@ -265,13 +265,24 @@ def _numbers_linked(ids: tuple[int, ...], count: int) -> str:
     )
 
 
-def risks_lowered_said(ids: list[int], *, engaged: bool) -> str:
+def risks_lowered_said(ids: list[int], *, engaged: bool, of_those_waiting: bool = False) -> str:
     """What a switch's save that released it (or, ``engaged``, moved it off what it covered)
     did to the risk of the waiting proposals it alone had raised
     (``policies.receivers.RISKS_LOWERED``, their ids): each is back to the risk the engine
     gives it, as its history says ("Risk 92 → 19: …"), and still waits for a person. The
-    message said nothing of it, though the queue's order changed under the operator."""
+    message said nothing of it, though the queue's order changed under the operator. Where
+    the sentence before it says they still wait (``of_those_waiting``: a release's, of those
+    it left waiting, ``left_waiting_said``), it names them "of them" rather than say again
+    that they wait."""
     count = len(ids)
+    if of_those_waiting:
+        return format_html(
+            "Its release lowered the risk of {} of them, which it alone had raised ({}): {} back "
+            "to the risk the engine gives it without the switch, as its history says.",
+            count,
+            _numbers_linked(tuple(ids), count),
+            "it is" if count == 1 else "each is",
+        )
     return format_html(
         "Its {} lowered the risk of {} it alone had raised ({}): {} back to the risk the engine "
         "gives it without the switch, as its history says, and still waits for a person's "
@@ -2562,8 +2573,15 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             request.saved_said = self.saved_said(obj, form, change)
         lowered = getattr(obj, RISKS_LOWERED, None)
         if lowered and getattr(request, "saved_said", None):
+            # A release's message says first how many it left still wait (``left_waiting_said``):
+            # those it lowered, among them, are "of them", not said to wait a second time.
+            of_those_waiting = not obj.engaged and set(lowered) <= set(
+                left_by_kill_switch(obj).waiting
+            )
             request.saved_said = format_html(
-                "{} {}", request.saved_said, risks_lowered_said(lowered, engaged=obj.engaged)
+                "{} {}",
+                request.saved_said,
+                risks_lowered_said(lowered, engaged=obj.engaged, of_those_waiting=of_those_waiting),
             )
         # Held back by the save itself, in its transaction, whatever saved it
         # (``policies.receivers``): this message, the proposals' pages, the API and the

@@ -351,9 +351,9 @@ def test_the_release_says_how_many_waiting_proposals_it_lowered(login):
         "Kill switch on everything released. While it was engaged, it sent 2 proposals to a "
         "person (2 as they were made). 2 of them still wait for a person's decision: releasing "
         "the switch runs none of them; each runs once a person approves it. "
-        f"Its release lowered the risk of 2 waiting proposals it alone had raised (#{first.pk} "
+        f"Its release lowered the risk of 2 of them, which it alone had raised (#{first.pk} "
         f"and #{second.pk}): each is back to the risk the engine gives it without the switch, "
-        "as its history says, and still waits for a person's decision."
+        "as its history says."
     ], said
     for bid in bids:
         bid.refresh_from_db()
