@@ -1882,8 +1882,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Past its window, the expiry sweep not yet round: listed as it is (no read
             # expires it), and said to be decided by nobody any more.
             return format_html(
-                '{} · <span class="review-window-closed">review window closed {}: no longer '
-                "decided, expiring</span>",
+                '{} · <span class="review-window-closed">review window closed {}: nobody can '
+                "decide it any more; expiring</span>",
                 given,
                 console_time(proposal.review_expires_at),
             )

@@ -231,8 +231,8 @@ def test_the_review_queue_says_a_proposal_past_its_window_is_no_longer_decided(l
     assert {row.pk for row in queue.context["cl"].result_list} == {late.pk, waiting.pk}
     closed = f"{Proposal.objects.get(pk=late.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
     assert (
-        f'<span class="review-window-closed">review window closed {closed}: no longer '
-        "decided, expiring</span>"
+        f'<span class="review-window-closed">review window closed {closed}: nobody can '
+        "decide it any more; expiring</span>"
     ) in queue.text
     assert queue.text.count('class="review-window-closed"') == 1
     assert proposals_expire_overdue() == 1
