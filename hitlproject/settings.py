@@ -227,7 +227,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # How often proposals past their review window are expired. Only this sweep (or a late act)
 # expires one, never a read: until it runs, a page or the API shows it waiting with its window
 # closed. Each run with nothing overdue is one indexed read.
-EXPIRY_SWEEP_SECONDS = int(env("HITL_EXPIRY_SWEEP_SECONDS", "10"))
+EXPIRY_SWEEP_SECONDS = max(1, int(env("HITL_EXPIRY_SWEEP_SECONDS", "10")))  # 0: sent non-stop
 CELERY_BEAT_SCHEDULE = {
     "expire-overdue-proposals": {
         "task": "approvals.expire_overdue_proposals",

@@ -56,7 +56,9 @@ def test_the_dashboard_counts_no_proposal_past_its_window_as_waiting(login):
     expired_as_the_sweep_expires(late)  # by the platform, not the auditor who looked
 
 
-def test_an_agents_scorecard_counts_its_proposal_past_its_window_as_expired(optimizer, login):
+def test_an_agents_scorecard_counts_one_past_its_window_as_recorded_until_the_sweep(
+    optimizer, login
+):
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
     [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
     assert (card["waiting"], card["expired"]) == (2, 0)  # as recorded: the read expired none
@@ -69,7 +71,7 @@ def test_an_agents_scorecard_counts_its_proposal_past_its_window_as_expired(opti
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
 
 
-def test_the_agents_scorecard_page_and_a_proposals_record_count_none_past_its_window(login):
+def test_the_agents_scorecard_page_and_a_proposals_record_count_as_recorded_until_the_sweep(login):
     client = login("operator")
     late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
 
