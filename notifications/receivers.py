@@ -24,6 +24,7 @@ from notifications.services import (
     kill_switch_tell,
     slack_messages_follow_agents,
     slack_messages_follow_guardrail_save,
+    slack_messages_follow_kill_switch,
     slack_messages_follow_people,
     slack_on,
 )
@@ -277,8 +278,21 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
     if created or was is None:
         if instance.engaged:
             kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
+            slack_messages_follow_kill_switch(switch=instance, covered=[instance])
         return
-    before = KillSwitch(scope=was["scope"], account_id=was["account_id"], channel=was["channel"])
+    before = KillSwitch(
+        pk=instance.pk, scope=was["scope"], account_id=was["account_id"], channel=was["channel"]
+    )
+    if any(was[name] != getattr(instance, name) for name in SWITCH_FIELDS):
+        # What Slack messages say of it (a risk it raised, a retry that runs past it), as it
+        # covered things before the save and as it covers them now.
+        slack_messages_follow_kill_switch(
+            switch=instance,
+            covered=[
+                *([before] if was["engaged"] else []),
+                *([instance] if instance.engaged else []),
+            ],
+        )
     if instance.engaged != was["engaged"]:
         if instance.engaged:
             kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)

@@ -10,7 +10,9 @@ retries with backoff what may succeed later; the sweep sends what a lost task le
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +23,7 @@ from asgiref.local import Local
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from approvals import action_types
@@ -145,8 +147,15 @@ from notifications.selectors import (
     who_may_decide,
     why_not_theirs,
 )
-from policies.models import KillSwitch, Policy
-from policies.services import SPEND_FIELDS, BatchSpend, CappedSpends, changes_spend, in_force
+from policies.models import KillSwitch, KillSwitchScope, Policy
+from policies.services import (
+    SPEND_FIELDS,
+    BatchSpend,
+    CappedSpends,
+    changes_spend,
+    in_force,
+    kill_switch_names,
+)
 
 S = ProposalStatus
 UPDATE = NotificationKind.UPDATE
@@ -1324,24 +1333,49 @@ def _slack_messages_redraw(proposals, *, user_ids: Sequence[int] | None, about: 
     Slack again, the buttons come back; of a proposal whose agent was stopped, it offers no
     Approve and says why (its agent started again, Approve comes back). Not a digest's: its
     lines offer no buttons."""
+    whose = {} if user_ids is None else {"recipient_id__in": list(user_ids)}
     _slack_messages_update_by_round(
         proposals.filter(status=ProposalStatus.PENDING_REVIEW).values_list("pk", "review_round"),
         about=about,
         in_digest=False,
-        **({} if user_ids is None else {"recipient_id__in": list(user_ids)}),
+        **whose,
+    )
+    # A failure's message invites its reader to retry it on its page, says why a retry is
+    # refused now, and which kill switches a retry runs past, as read when it was drawn:
+    # redrawn as it would be sent now (before, it kept inviting a retry its agent's stop
+    # refused, and said nothing of a switch engaged over it since).
+    _slack_messages_update_by_round(
+        proposals.filter(status=ProposalStatus.FAILED).values_list("pk", "review_round"),
+        about=about,
+        in_digest=False,
+        kind=NotificationKind.FAILED,
+        **whose,
     )
 
 
 def _live_slack_messages(user_ids: Sequence[int]):
-    """These people's Slack messages, posted and not a digest's, of proposals that wait."""
-    return Notification.objects.filter(
-        recipient_id__in=list(user_ids),
-        channel=NotificationChannel.SLACK,
-        status=NotificationStatus.SENT,
-        updates__isnull=True,
-        in_digest=False,
-        proposal__status=ProposalStatus.PENDING_REVIEW,
-    ).exclude(slack_ts="")
+    """These people's Slack messages, posted and not a digest's, of proposals that wait
+    (``_slack_live``)."""
+    return _slack_live().filter(recipient_id__in=list(user_ids))
+
+
+def _slack_live() -> QuerySet[Notification]:
+    """The Slack messages, posted and not a digest's, that a change may redraw: those of
+    proposals that wait for a decision, and those telling of a failure that waits for a
+    retry (``_slack_messages_redraw``)."""
+    return (
+        Notification.objects.filter(
+            channel=NotificationChannel.SLACK,
+            status=NotificationStatus.SENT,
+            updates__isnull=True,
+            in_digest=False,
+        )
+        .filter(
+            Q(proposal__status=ProposalStatus.PENDING_REVIEW)
+            | Q(proposal__status=ProposalStatus.FAILED, kind=NotificationKind.FAILED)
+        )
+        .exclude(slack_ts="")
+    )
 
 
 def _slack_standing(user) -> tuple:
@@ -1620,19 +1654,57 @@ def slack_messages_follow_agents(
             _redraw_once_committed([], about, proposal_ids=proposal_ids)
 
 
+def slack_messages_follow_kill_switch(*, switch: KillSwitch, covered: Sequence[KillSwitch]) -> None:
+    """In the transaction that engaged, released or moved ``switch`` (``covered``: the switch
+    as it covered things before the save and as it covers them now, where engaged then or
+    now): once it commits, the Slack messages it made untrue are redrawn as they would be
+    sent now, by a task (``REDRAW_SLACK_MESSAGES``). Those of proposals that wait whose risk
+    or reasons it raised, which said it engaged (their risk lowered as it is released, their
+    reasons "released since"); and those telling of a failure on what it covered, which say
+    which switches a retry runs past. The others say nothing of it. Nothing is sent where no
+    such message is."""
+    if not covered or not slack_on():
+        return
+    names = frozenset().union(*map(kill_switch_names, covered))
+    live = _slack_live()
+    if all(then.scope != KillSwitchScope.GLOBAL for then in covered):
+        scopes = [_covered_by(then) for then in covered]
+        live = live.filter(functools.reduce(operator.or_, scopes))
+    proposal_ids = set(
+        live.filter(proposal__status=ProposalStatus.FAILED).values_list("proposal_id", flat=True)
+    )
+    for pk, reasons, findings in (
+        Proposal.objects.filter(
+            pk__in=live.filter(proposal__status=ProposalStatus.PENDING_REVIEW).values("proposal_id")
+        )
+        .values_list("pk", "verdict_reasons", "guardrail_findings")
+        .iterator()
+    ):
+        said = [*(reasons or []), *((findings or {}).get("review") or [])]
+        if any(str(reason).startswith(name) for reason in said for name in names):
+            proposal_ids.add(pk)
+    if proposal_ids:
+        done = "engaged" if switch.engaged else "released"
+        _redraw_once_committed(
+            [],
+            f"the kill switch on {switch.scope_in_words()} {done}",
+            proposal_ids=sorted(proposal_ids),
+        )
+
+
+def _covered_by(switch: KillSwitch) -> Q:
+    """The messages of proposals on what ``switch``, on one account or one channel, covers."""
+    if switch.scope == KillSwitchScope.ACCOUNT:
+        return Q(proposal__account_id=switch.account_id)
+    return Q(proposal__account__channel=switch.channel)
+
+
 def _waiting_with_slack_messages(
     agent_ids: Sequence[int], account_ids: Sequence[int] | None
 ) -> list[int]:
-    """The ids of these agents' proposals (on these accounts) that wait, with a Slack
-    message posted and not a digest's."""
-    live = Notification.objects.filter(
-        proposal__agent_id__in=agent_ids,
-        proposal__status=ProposalStatus.PENDING_REVIEW,
-        channel=NotificationChannel.SLACK,
-        status=NotificationStatus.SENT,
-        updates__isnull=True,
-        in_digest=False,
-    ).exclude(slack_ts="")
+    """The ids of these agents' proposals (on these accounts) that wait, for a decision or
+    for a retry, with a Slack message posted and not a digest's (``_slack_live``)."""
+    live = _slack_live().filter(proposal__agent_id__in=agent_ids)
     if account_ids is not None:
         live = live.filter(proposal__account_id__in=list(account_ids))
     return sorted(set(live.values_list("proposal_id", flat=True)))
