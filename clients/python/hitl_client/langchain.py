@@ -47,10 +47,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, Literal
 
-from langchain.agents.middleware import AgentMiddleware
-from langchain.agents.middleware.types import ToolCallRequest
-from langchain_core.messages import AIMessage, ToolMessage
-from langgraph.types import Command, Interrupt, interrupt
+try:
+    from langchain.agents.middleware import AgentMiddleware
+    from langchain.agents.middleware.types import ToolCallRequest
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langgraph.types import Command, Interrupt, interrupt
+except ImportError as missing:  # the client installed without its langchain extra
+    raise ImportError(
+        'hitl_client.langchain needs the langchain extra: pip install "hitl-client[langchain]" '
+        '(from the repository: pip install "./clients/python[langchain]").'
+    ) from missing
 
 from . import AsyncClient, Client
 from ._tools import (

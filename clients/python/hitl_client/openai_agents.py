@@ -52,10 +52,17 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal, Self
 
-from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
-from agents import function_tool as make_function_tool
-from agents.items import ToolApprovalItem
-from agents.tool_context import ToolContext
+try:
+    from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
+    from agents import function_tool as make_function_tool
+    from agents.items import ToolApprovalItem
+    from agents.tool_context import ToolContext
+except ImportError as missing:  # the client installed without its openai-agents extra
+    raise ImportError(
+        "hitl_client.openai_agents needs the openai-agents extra: "
+        'pip install "hitl-client[openai-agents]" '
+        '(from the repository: pip install "./clients/python[openai-agents]").'
+    ) from missing
 
 from . import AsyncClient
 from ._tools import (
