@@ -108,6 +108,15 @@ class FeedbackOutput(serializers.Serializer):
     id = serializers.IntegerField()
     proposal = serializers.IntegerField(source="proposal_id")
     action_type = serializers.CharField(source="proposal.action_type")
+    summary = serializers.CharField(
+        source="proposal.summary",
+        help_text="The proposal's action in words, as its `summary`: as a reviewer edited it, "
+        "if one did (`diff` says how).",
+    )
+    external_ref = serializers.CharField(
+        source="proposal.external_ref",
+        help_text="The agent's own reference to the proposal, as it sent it; empty if none.",
+    )
     kind = serializers.ChoiceField(choices=FeedbackKind.choices)
     reason_code = serializers.ChoiceField(
         choices=RejectionReason.choices,

@@ -295,3 +295,44 @@ def test_a_ledger_execution_retried_once_its_cap_was_raised_is_in_the_feed_as_ex
         "executed: brand-search's daily budget 1000.00 → 720.00; "
         "generic-search's daily budget 500.00 → 780.00"
     )
+
+
+def test_a_feedback_record_says_which_of_its_proposals_it_is_about(agent_client):
+    """An agent reading its feed learns from each record what was decided on which of its
+    actions, in the record itself: the action in words (``summary``, as the proposal's, a
+    reviewer's edit included) and the agent's own reference to it (``external_ref``), as a
+    callback's body gives them. Before, a record named the proposal by the platform's id
+    alone ("rejected, too_aggressive: Halve it." on #7), so an agent had to read every
+    proposal again to know what a person had turned down."""
+    operator = get_user_model().objects.get(username="operator")
+    rejected = evaluated(reallocation("300.00", external_ref="run-7/step-3"))
+    edited = evaluated(reallocation("280.00"))
+    proposal_reject(
+        proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive", note="Halve it."
+    )
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={**edited.payload, "amount": "100.00"},
+    )
+
+    records = agent_client("optimizer").get("/api/v1/feedback/").json()["results"]
+    assert [
+        (r["kind"], r["summary"], r["external_ref"], r["reason_code"], r["note"]) for r in records
+    ] == [
+        (
+            "rejected",
+            "move 300.00 USD/day from brand-search to generic-search (30.0%)",
+            "run-7/step-3",
+            "too_aggressive",
+            "Halve it.",
+        ),
+        (
+            "approved_with_edits",
+            "move 100.00 USD/day from brand-search to generic-search (10.0%)",
+            "",
+            "",
+            "",
+        ),
+    ]
+    assert records[1]["diff"] == {"amount": {"from": "280.00", "to": "100.00"}}

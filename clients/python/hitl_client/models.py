@@ -481,6 +481,10 @@ class Feedback:
     diff: Any
     outcome: Outcome | None
     created_at: datetime | None
+    #: The proposal's action in words (as a reviewer edited it, if one did), and the
+    #: ``external_ref`` the agent gave it: which of its actions the record is about.
+    summary: str = ""
+    external_ref: str = ""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -496,6 +500,8 @@ class Feedback:
             diff=data.get("diff"),
             outcome=Outcome.from_api(outcome) if outcome else None,
             created_at=_time(data.get("created_at")),
+            summary=data.get("summary", ""),
+            external_ref=data.get("external_ref", ""),
             raw=data,
         )
 
