@@ -486,7 +486,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
 
     @server.tool(
         description=(
-            "Feedback humans left on your proposals, oldest first: approved, "
+            "Feedback humans left on your proposals, oldest first, each naming the proposal "
+            "(its id, summary: the action in words, as a reviewer edited it if one did, and "
+            "your external_ref): approved, "
             "approved_with_edits (diff says what they changed), rejected (reason_code: "
             "off_brand, wrong_signal, contradicts_strategy, too_aggressive, factual_error, "
             "other; and a note), withdrawn (a reviewer withdrew it for you; note says why), "
