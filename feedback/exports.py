@@ -1,7 +1,8 @@
 """An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal its
 agent was given feedback on in the period: people decided on it or withdrew it for the agent, it
 expired, was superseded or failed to execute, or its outcome was reported, by a person or by the
-agent itself (``label``: what people decided, or null).
+agent itself (``label``: what people decided, else ``expired`` where its review window
+closed first, else null: ``DECIDED_KINDS``).
 
 Each line holds what the agent proposed (its payload as first submitted, rationale,
 confidence, supporting data), how policy first routed it, the people's decisions with their reasons

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.proposals import proposal_withdraw_for_agent
 from executors.runner import proposal_execute
 from feedback.models import Feedback, Outcome
@@ -337,3 +340,45 @@ def test_a_proposal_whose_outcome_only_its_agent_reported_is_in_the_export(
     assert [(o["effect"], o["metrics"], o["reported_by"]) for o in line["outcomes"]] == [
         ("hurt", {"cpa_7d": 48.1}, "agent:optimizer")
     ]
+
+
+def test_the_page_says_what_label_an_expired_and_a_superseded_proposal_get_and_they_get_it(
+    login, demo_world
+):
+    """Nobody decided either: one's review window closed first, the other's target changed
+    first. The file labels the first "expired" and the second null, and the page says so,
+    not that "nothing" labels every proposal nobody decided."""
+    operator = get_user_model().objects.get(username="operator")
+    first = evaluated(reallocation("300.00"))
+    superseded = evaluated(
+        reallocation()
+        | {"action_type": "budget_change",
+           "payload": {"campaign": "brand-search", "new_daily_budget": "1500.00"}}
+    )  # fmt: skip
+    expired = evaluated(bid_adjustment("2.60"))
+    Proposal.objects.filter(pk=expired.pk).update(review_expires_at=timezone.now())
+    assert proposals_expire_overdue() == 1
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    proposal_execute(proposal_id=first.pk)  # brand-search's budget moves: superseded ends
+    client = login("auditor")
+    today = timezone.localdate()
+
+    page = client.get(EXPORT).text
+    response = client.get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+
+    covers = " ".join(re.sub(r"<[^>]+>", "", page.split('id="export-covers">')[1]).split())
+    covers = covers.split("): what the agent proposed")[0]
+    assert covers.endswith(
+        "(its label says how its review ended: what people decided, rejected, "
+        "approved_with_edits or approved; else expired where its review window closed before "
+        "they decided; else nothing (null), for one superseded or withdrawn for the agent "
+        "before anyone decided, or run with no review"
+    )
+    records = {r["proposal_id"]: r for r in lines(b"".join(response.streaming_content).decode())}
+    assert {
+        records[p.pk]["status"]: (records[p.pk]["label"], records[p.pk]["decisions"])
+        for p in (expired, superseded)
+    } == {"expired": ("expired", []), "superseded": (None, [])}
