@@ -818,11 +818,38 @@ class PoliciesField(ChosenByIdField):
 
 
 class SimulationForm(PeriodForm):
+    """Its drafts' help says what the choice does either way, and, once drafts are chosen,
+    which: beside a chosen draft, "None chosen: …" read as said of the choice made."""
+
     drafts = PoliciesField(
         queryset=Policy.objects.filter(is_draft=True, is_active=True),
         required=False,
-        help_text="None chosen: each proposal replayed under the policies that decided it.",
+        help_text="With none chosen, each proposal is replayed under the policies that decided "
+        "it; with drafts chosen, with them in place of the policies they would replace.",
     )
+
+    def clean_drafts(self):
+        drafts = self.cleaned_data["drafts"]
+        self["drafts"].help_text = self._drafts_help(drafts)  # the bound field is read as rendered
+        return drafts
+
+    @staticmethod
+    def _drafts_help(drafts) -> str:
+        if drafts:
+            names = ", ".join(f"“{draft}”" for draft in drafts)
+            in_place = (
+                "it in place of the policy it"
+                if len(drafts) == 1
+                else "them in place of the policies they"
+            )
+            return (
+                f"Chosen: {names}. Each proposal is replayed with {in_place} would replace; "
+                "choose none to replay each under the policies that decided it."
+            )
+        return (
+            "None chosen: each proposal is replayed under the policies that decided it. "
+            "Choose drafts to replay with them in place of the policies they would replace."
+        )
 
 
 class PayloadField(IndentedJSONField):

@@ -1,7 +1,9 @@
 """What-if simulation: a draft policy set replayed over recorded proposals."""
 
+import html
 import io
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -959,3 +961,32 @@ def test_a_budget_cut_only_the_draft_approves_still_counts_once_a_later_move_cha
         "edit it."
     ]
     assert second.pk not in held
+
+
+def drafts_help(page) -> str:
+    found = re.search(r'<div class="helptext" id="id_drafts_helptext">(.*?)</div>', page.text, re.S)
+    if found is None:
+        found = re.search(
+            r'<span class="helptext" id="id_drafts_helptext">(.*?)</span>', page.text, re.S
+        )
+    assert found, "no help under the drafts box"
+    return " ".join(html.unescape(found.group(1)).split())
+
+
+def test_the_drafts_help_describes_the_draft_chosen_not_none_chosen(demo_world, login):
+    """Beside a chosen draft, the help under the box read "None chosen: each proposal replayed
+    under the policies that decided it.", as if said of the choice made."""
+    draft = bids_as_a_draft_at_22_percent()
+
+    chosen = simulate_today(login, draft)
+    none_chosen = simulation_page_of_today(login)
+
+    assert re.search(rf'<option value="{draft.pk}" selected>', chosen.text)
+    assert drafts_help(chosen) == (
+        f"Chosen: “{draft}”. Each proposal is replayed with it in place of the policy it "
+        "would replace; choose none to replay each under the policies that decided it."
+    )
+    assert drafts_help(none_chosen) == (
+        "None chosen: each proposal is replayed under the policies that decided it. Choose "
+        "drafts to replay with them in place of the policies they would replace."
+    )
