@@ -17,6 +17,12 @@ set a routing is replayed with the facts of that same record, through the same
   recorded) and whether it had executed then, the proposal's own left out (as live),
   compounded exactly, a move not yet executed only towards the bound it pushes (as live).
 
+A waiting proposal re-assessed as it was made (its campaigns moved) keeps its routing (a
+person is still asked), so it is no second routing; but the live engine ran on it again, and
+its holds are what its page shows from then on: the replay runs its re-assessment too, with
+that record's facts, and counts what held it back in place of its routing's
+(``_count_reassessed``).
+
 What happened to each routing is counted as it happened, as the dashboard counts proposals:
 one the engine auto-approved counts as auto-executed if its proposal then executed as routed,
 on its first run or on a person's retry of a failed one (a retry decides nothing: it runs
@@ -420,6 +426,12 @@ class _InFlight:
     # With the draft: its move as the draft approved it, where the draft auto-approved what
     # went to a person or was blocked (it stands for the proposal's moves from then on).
     draft_move: tuple | None = None
+    # Its routing's payload and its last re-assessment, and what held its routing back as the
+    # report counts it (``what_held``), where the routing is reported and the replay left it
+    # waiting for a person: a re-assessment of it is replayed (``_count_reassessed``).
+    payload: Any = None
+    reassessed_at: datetime | None = None
+    held: tuple[str, ...] | None = None
 
 
 _COLUMNS = (
@@ -446,6 +458,8 @@ _COLUMNS = (
     "verdict_policy_version",
     "decided_at",
     "approved_at",
+    "reassessed_at",
+    "reassessed_policy_version",
 )
 
 
@@ -501,6 +515,12 @@ def simulate(
         kept = [rule for rule in timeline.rules() if rule.policy_id not in in_place.replaces]
         return kept + list(in_place.rules)
 
+    def rules_reassessed(version: int | None) -> list[engine.Rule]:
+        """As a waiting proposal was re-assessed: under the policies in force then, the one
+        whose verdict it took in the version recorded."""
+        recorded = timeline.by_version.get(version) if version is not None else None
+        return rules_at(recorded.id if recorded is not None else None, version)
+
     relevant = Proposal.objects.filter(created_at__lt=until, updated_at__gte=warm_up)
     if only_account_id is not None:
         relevant = relevant.filter(account_id=only_account_id)
@@ -540,6 +560,9 @@ def simulate(
         reported = before.reported if before else False
         awaiting_run = before.awaiting_run if before else None
         draft_move = before.draft_move if before else None
+        payload = before.payload if before else record["payload"]
+        reassessed_at = before.reassessed_at if before else record["reassessed_at"]
+        held = before.held if before else None
         if awaiting_run is not None and (
             status not in MAY_STILL_RUN_AS_ROUTED or before.routing != routing
         ):
@@ -556,22 +579,45 @@ def simulate(
             and at >= since
             and (wanted or not deciding)
         )
-        if replayed and action_types.get(record["action_type"]) is None:
+        # A waiting proposal re-assessed as it was made (its target moved), its routing kept
+        # (a person is asked still): live, the engine gave it its holds again, with its
+        # figures now, as its page shows them; so does the replay, in place of its routing's.
+        reassessed = (
+            not replayed
+            and held is not None
+            and status == S.PENDING_REVIEW
+            and record["reassessed_at"] is not None
+            and record["reassessed_at"] != reassessed_at
+            and record["payload"] == payload
+            and at >= since
+        )
+        if replayed:
+            payload, held = record["payload"], None
+        reassessed_at = record["reassessed_at"]
+        known = action_types.get(record["action_type"]) is not None
+        changed_first = (
+            []
+            if deciding or not known or not (replayed or reassessed)
+            else [
+                *_changed_first(record, claimed),
+                *_refused_with_draft(record, under_way, drawing, ledger),
+            ]
+        )
+        if reassessed and known:
+            verdict = _replayed(
+                record, rules_reassessed(record["reassessed_policy_version"]), moves, changed_first
+            )
+            held = _count_reassessed(report, record, held, verdict)
+        elif replayed and not known:
             if wanted:
                 _count_not_replayed(report, record)
         elif replayed:
-            changed_first = (
-                []
-                if deciding
-                else [
-                    *_changed_first(record, claimed),
-                    *_refused_with_draft(record, under_way, drawing, ledger),
-                ]
-            )
             verdict = _replayed(record, rules_at(*routing[1:]), moves, changed_first)
             if wanted:
                 _count(report, record, verdict, deciding=deciding, first=not reported)
                 reported = True
+                if verdict.outcome != VerdictOutcome.AUTO_APPROVE:
+                    held = tuple(dict.fromkeys(what_held(hold) for hold in verdict.held_by))
                 if routing[0] == VerdictOutcome.AUTO_APPROVE:
                     awaiting_run = verdict.outcome
                 if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
@@ -631,7 +677,9 @@ def simulate(
         if status in FINAL_STATUSES:  # a move the draft approved stays, until out of window
             in_flight.pop(proposal_id, None)
         else:
-            in_flight[proposal_id] = _InFlight(routing, move, reported, awaiting_run, draft_move)
+            in_flight[proposal_id] = _InFlight(
+                routing, move, reported, awaiting_run, draft_move, payload, reassessed_at, held
+            )
     for still in in_flight.values():
         if still.awaiting_run is not None:  # not run by the period's end
             _count_run(report, still.awaiting_run, ran=False)
@@ -923,8 +971,48 @@ def _count(
                 "proposal": record["id"],
                 "summary": record["summary"],
                 "held_by": [hold.text for hold in verdict.held_by],
+                "reassessed": False,
             }
         )
+
+
+def _count_reassessed(
+    report: SimulationReport, record: dict, counted: tuple[str, ...], verdict: engine.Verdict
+) -> tuple[str, ...]:
+    """A waiting proposal's re-assessment, replayed (``verdict``): what holds its routing back
+    from now on, in place of what did (``counted``), and its example with its figures now
+    (as its page shows them), not its routing's. Returns what it counts now."""
+    now_held = tuple(dict.fromkeys(what_held(hold) for hold in verdict.held_by))
+    for held in counted:
+        report.held_by[held] -= 1
+        if report.held_by[held] <= 0:
+            del report.held_by[held]
+    for held in now_held:
+        report.held_by[held] += 1
+    report.held += bool(now_held) - bool(counted)
+    example = (
+        next((e for e in reversed(report.held_examples) if e["proposal"] == record["id"]), None)
+        if counted
+        else None
+    )
+    if example is not None and not now_held:
+        report.held_examples.remove(example)
+    elif example is not None:
+        example.update(
+            summary=record["summary"],
+            held_by=[hold.text for hold in verdict.held_by],
+            reassessed=True,
+        )
+    elif now_held and len(report.held_examples) < EXAMPLES_KEPT:
+        report.held_examples.append(
+            {
+                "proposal": record["id"],
+                "summary": record["summary"],
+                "held_by": [hold.text for hold in verdict.held_by],
+                "reassessed": True,
+            }
+        )
+    return now_held
 
 
 def _count_not_replayed(report: SimulationReport, record: dict) -> None:

@@ -990,3 +990,40 @@ def test_the_drafts_help_describes_the_draft_chosen_not_none_chosen(demo_world, 
         "None chosen: each proposal is replayed under the policies that decided it. Choose "
         "drafts to replay with them in place of the policies they would replace."
     )
+
+
+def test_a_waiting_reallocation_re_assessed_is_held_back_with_its_figures_now(demo_world, login):
+    """28% of brand-search's budget to generic-search (+56.0%) waits for a person; then
+    generic-search's budget moves 500.00 → 538.46 and the reallocation is re-assessed: +52.0%,
+    as its page shows. The simulation replays the re-assessment, as the live engine ran it:
+    what held it back is listed with those figures, not its first routing's +56.0%."""
+    waiting = evaluated(reallocation("280.00"))
+    setter = evaluated(budget_change("generic-search", "538.46"))  # +7.7%: auto-approved
+    assert proposal_execute(proposal_id=setter.pk).status == "executed"
+    waiting.refresh_from_db()
+    assert waiting.status == "pending_review"
+    proposal_page = login("operator").get(
+        reverse("admin:approvals_proposal_change", args=[waiting.pk])
+    )
+    shown = html.unescape(proposal_page.text)  # its routing's reasons, and its holds now
+    assert "With this move of +52.0%, generic-search's daily budget would move +63.7%" in shown
+
+    page = simulation_page_of_today(login)
+
+    [listed] = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", "", item)).split())
+        for item in page.text.split('id="held-examples">')[1].split("</ul>")[0].split("<li>")
+        if f"#{waiting.pk} " in item
+    ]
+    assert "+52.0%" in listed and "+56.0%" not in listed, listed
+    assert listed.startswith(
+        f"#{waiting.pk} move 280.00 USD/day from brand-search to generic-search (28.0%), "
+        "as re-assessed after it was routed, held by: "
+    )
+    assert "with this move of +52.0%, generic-search's daily budget would move +63.7%" in listed
+    # Still one routing of it, held back once, as it happened, with its holds now.
+    report = replay()
+    [example] = report.held_examples
+    assert example["held_by"] == [hold["text"] for hold in waiting.verdict_held_by]
+    assert (report.proposals, report.routings, report.changed, report.held) == (2, 2, 0, 1)
+    assert dict(report.held_by) == {"auto_execute_ceiling": 1, "cumulative_ceiling": 1}
