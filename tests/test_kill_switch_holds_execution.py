@@ -1145,7 +1145,9 @@ def test_the_release_s_message_says_how_many_it_sent_to_a_person_still_wait_and_
     assert (
         "Kill switch on account demo released. While it was engaged, it sent 2 proposals to a "
         "person (2 held back before they ran). 1 of them still waits for a person's decision: "
-        "releasing the switch runs none of them; it runs once a person approves it."
+        "releasing the switch runs none of them; it runs once a person approves it. Its "
+        f"release lowered the risk of 1 of them, which it alone had raised (#{second.pk}): it "
+        "is back to the risk the engine gives it without the switch, as its history says."
     ) in text, text
     link = re.search(r'href="([^"]+)"', next(m for m in said if "released" in m)).group(1)
     listed = owner.get(html.unescape(link)).context["cl"].result_list

@@ -255,7 +255,7 @@ def test_a_failed_move_is_judged_for_its_retry_by_the_policy_that_decides_it_now
     with pytest.raises(DomainError) as refusal:
         proposal_retry(proposal_id=failed.pk, reviewer=operator)
     assert refusal.value.message == (
-        f"The hard ceiling of the policy that decides proposal #{failed.pk} now refuses it "
+        f"The hard ceiling of the policy that decides it now refuses proposal #{failed.pk} "
         f"now: {why} A retry would fail again: its execution would refuse it."
     )
     failed.refresh_from_db()
@@ -408,7 +408,7 @@ def test_a_failed_move_above_the_hard_ceiling_once_the_moves_ahead_have_run_is_n
         "A retry would fail again: its execution would refuse it."
     )
     assert [str(message) for message in answer.context["messages"]] == [
-        f"The hard ceiling of the policy that routed proposal #{failed.pk} refuses it now: "
+        f"The hard ceiling of the policy that routed it refuses proposal #{failed.pk} now: "
         f"{why} A retry would fail again: its execution would refuse it."
     ]
     failed.refresh_from_db()
@@ -497,8 +497,8 @@ def test_a_failed_move_both_the_deciding_and_the_changed_routing_policy_refuse_n
         f"refuse it now: {why} A retry would fail again: its execution would refuse it."
     )
     assert [str(message) for message in answer.context["messages"]] == [
-        f"The hard ceilings of the policy that decides proposal #{failed.pk} now and of the "
-        f"policy that routed it refuse it now: {why} A retry would fail again: its execution "
+        "The hard ceilings of the policy that decides it now and of the policy that routed it "
+        f"refuse proposal #{failed.pk} now: {why} A retry would fail again: its execution "
         "would refuse it."
     ]
     failed.refresh_from_db()
