@@ -278,7 +278,9 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
     if created or was is None:
         if instance.engaged:
             kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
-            slack_messages_follow_kill_switch(switch=instance, covered=[instance])
+            slack_messages_follow_kill_switch(
+                about=f"the kill switch on {instance.called()} engaged", covered=[instance]
+            )
         return
     before = KillSwitch(
         pk=instance.pk, scope=was["scope"], account_id=was["account_id"], channel=was["channel"]
@@ -286,8 +288,19 @@ def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
     if any(was[name] != getattr(instance, name) for name in SWITCH_FIELDS):
         # What Slack messages say of it (a risk it raised, a retry that runs past it), as it
         # covered things before the save and as it covers them now.
+        # Its update names what happened: engaged (where it is now), released or moved (from
+        # what it covered, which a message on it was told of: a move read "engaged").
+        if not was["engaged"]:
+            about = f"the kill switch on {instance.called()} engaged"
+        elif not instance.engaged:
+            about = f"the kill switch on {kill_switch_called_on(instance, before)} released"
+        else:
+            about = (
+                f"the kill switch on {kill_switch_called_on(instance, before)} moved to "
+                f"{instance.called()}"
+            )
         slack_messages_follow_kill_switch(
-            switch=instance,
+            about=about,
             covered=[
                 *([before] if was["engaged"] else []),
                 *([instance] if instance.engaged else []),

@@ -1654,15 +1654,16 @@ def slack_messages_follow_agents(
             _redraw_once_committed([], about, proposal_ids=proposal_ids)
 
 
-def slack_messages_follow_kill_switch(*, switch: KillSwitch, covered: Sequence[KillSwitch]) -> None:
-    """In the transaction that engaged, released or moved ``switch`` (``covered``: the switch
-    as it covered things before the save and as it covers them now, where engaged then or
-    now): once it commits, the Slack messages it made untrue are redrawn as they would be
-    sent now, by a task (``REDRAW_SLACK_MESSAGES``). Those of proposals that wait whose risk
-    or reasons it raised, which said it engaged (their risk lowered as it is released, their
-    reasons "released since"); and those telling of a failure on what it covered, which say
-    which switches a retry runs past. The others say nothing of it. Nothing is sent where no
-    such message is."""
+def slack_messages_follow_kill_switch(*, about: str, covered: Sequence[KillSwitch]) -> None:
+    """In the transaction that engaged, released or moved a switch (``about``: the save, in
+    words, as each update records it; ``covered``: the switch as it covered things before
+    the save and as it covers them now, where engaged then or now): once it commits, the
+    Slack messages it made untrue are redrawn as they would be sent now, by a task
+    (``REDRAW_SLACK_MESSAGES``). Those of proposals that wait whose risk or reasons it
+    raised, which said it engaged (their risk lowered as it is released, their reasons
+    "released since"); and those telling of a failure on what it covered, which say which
+    switches a retry runs past. The others say nothing of it. Nothing is sent where no such
+    message is."""
     if not covered or not slack_on():
         return
     names = frozenset().union(*map(kill_switch_names, covered))
@@ -1684,12 +1685,7 @@ def slack_messages_follow_kill_switch(*, switch: KillSwitch, covered: Sequence[K
         if any(str(reason).startswith(name) for reason in said for name in names):
             proposal_ids.add(pk)
     if proposal_ids:
-        done = "engaged" if switch.engaged else "released"
-        _redraw_once_committed(
-            [],
-            f"the kill switch on {switch.scope_in_words()} {done}",
-            proposal_ids=sorted(proposal_ids),
-        )
+        _redraw_once_committed([], about, proposal_ids=sorted(proposal_ids))
 
 
 def _covered_by(switch: KillSwitch) -> Q:

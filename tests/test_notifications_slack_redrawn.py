@@ -101,6 +101,31 @@ def test_a_failure_told_on_slack_says_a_kill_switch_engaged_since_and_its_releas
     assert len(slack.sent("chat.postMessage", channel=OPERATOR)) == 1  # updated, not re-told
 
 
+def test_a_kill_switch_moved_off_a_failure_says_on_its_history_that_it_moved(
+    optimizer, slack, channel
+):
+    """Moved off what it covered while engaged, the switch's update of a message was recorded
+    as "the kill switch on channel Meta engaged": of a switch that was engaged already, named
+    by where it went, not the scope the message is on. It says it moved, from where to
+    where."""
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=False)
+    channel(400, says=REFUSAL)
+    proposal = auto_approved_bid(optimizer)
+    failed(proposal["id"])
+    where = posted(slack)
+    switch = KillSwitch.objects.create(scope="global", reason="Incident 42.")
+    wait_until(lambda: RETRY_PAST in shown(slack, where))
+
+    switch.scope, switch.channel = "channel", "meta"
+    switch.save()
+
+    said = wait_until(lambda: RETRY_PAST not in shown(slack, where) and shown(slack, where))
+    assert "kill switch" not in said
+    assert updates_for(proposal["id"], "the kill switch on everything moved to channel Meta") == 1
+    assert updates_for(proposal["id"], "the kill switch on channel Meta engaged") == 0
+
+
 def test_a_failure_told_on_slack_stops_inviting_a_retry_once_its_agent_is_stopped(
     optimizer, slack, channel
 ):
