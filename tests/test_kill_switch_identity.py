@@ -5,33 +5,12 @@ names it alike ("the kill switch on account demo"). Its page said that switch "i
 the finding as recorded, with the first outage's reason, while the one that held it had been
 released; and said nothing of the second, engaged since."""
 
-import html
-import re
-
 from django.urls import reverse
 
 from approvals.models import ProposalStatus
-from ledger.models import Account
-from policies.models import KillSwitch
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
-
-
-def on_demo(reason: str) -> KillSwitch:
-    return KillSwitch.objects.create(
-        scope="account", account=Account.objects.get(external_id="demo"), reason=reason
-    )
-
-
-def released(switch: KillSwitch) -> KillSwitch:
-    switch.engaged = False
-    switch.save()
-    return switch
-
-
-def read(response) -> str:
-    assert response.status_code == 200
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())).split())
+from tests.test_kill_switch_names import on_demo, read, released
 
 
 def why_it_is_here(operator, proposal) -> str:

@@ -76,12 +76,7 @@ def test_a_kill_switch_released_shows_on_slack_the_risk_it_no_longer_raises(opti
 def test_a_failure_told_on_slack_says_a_kill_switch_engaged_since_and_its_release(
     optimizer, slack, channel
 ):
-    operator = get_user_model().objects.get(username="operator")
-    ReachedBy.objects.create(user=operator, slack=True, email=False)
-    channel(400, says=REFUSAL)
-    proposal = auto_approved_bid(optimizer)
-    failed(proposal["id"])
-    where = posted(slack)
+    proposal, where = failure_told_on_slack(optimizer, slack, channel)
     assert "retry it on" in shown(slack, where)
     assert "kill switch" not in shown(slack, where)
 
@@ -108,12 +103,7 @@ def test_a_kill_switch_moved_off_a_failure_says_on_its_history_that_it_moved(
     as "the kill switch on channel Meta engaged": of a switch that was engaged already, named
     by where it went, not the scope the message is on. It says it moved, from where to
     where."""
-    operator = get_user_model().objects.get(username="operator")
-    ReachedBy.objects.create(user=operator, slack=True, email=False)
-    channel(400, says=REFUSAL)
-    proposal = auto_approved_bid(optimizer)
-    failed(proposal["id"])
-    where = posted(slack)
+    proposal, where = failure_told_on_slack(optimizer, slack, channel)
     switch = KillSwitch.objects.create(scope="global", reason="Incident 42.")
     wait_until(lambda: RETRY_PAST in shown(slack, where))
 
@@ -129,12 +119,7 @@ def test_a_kill_switch_moved_off_a_failure_says_on_its_history_that_it_moved(
 def test_a_failure_told_on_slack_stops_inviting_a_retry_once_its_agent_is_stopped(
     optimizer, slack, channel
 ):
-    operator = get_user_model().objects.get(username="operator")
-    ReachedBy.objects.create(user=operator, slack=True, email=False)
-    channel(400, says=REFUSAL)
-    proposal = auto_approved_bid(optimizer)
-    failed(proposal["id"])
-    where = posted(slack)
+    proposal, where = failure_told_on_slack(optimizer, slack, channel)
     assert "It waits for a person: retry it on" in shown(slack, where)
 
     agent = Agent.objects.get(name="optimizer")
@@ -154,3 +139,14 @@ def test_a_failure_told_on_slack_stops_inviting_a_retry_once_its_agent_is_stoppe
     said = wait_until(lambda: "retry it on" in shown(slack, where) and shown(slack, where))
     assert "refused" not in said
     assert updates_for(proposal["id"], "agent optimizer activated again") == 1
+
+
+def failure_told_on_slack(optimizer, slack, channel):
+    """An auto-approved bid of optimizer's the channel refused (a 400), told to the operator
+    on Slack: the proposal as the API answered it, and where its message is."""
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=False)
+    channel(400, says=REFUSAL)
+    proposal = auto_approved_bid(optimizer)
+    failed(proposal["id"])
+    return proposal, posted(slack)
