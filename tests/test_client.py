@@ -38,6 +38,7 @@ from hitl_client._tools import outcome_report
 
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Campaign
 from tests.answer_lost import answer_lost_proxy
@@ -125,13 +126,22 @@ def test_client_reallocation_of_28_percent_waits_for_an_operator_then_executes(h
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("780.00")
 
 
-def test_client_lists_a_proposal_past_its_review_window_as_expired(hitl):
-    """``proposals(status=...)`` listed one past its window as waiting until the sweep came
-    round, while ``get`` of it said expired: both say expired, as its feedback does."""
+def test_client_lists_a_proposal_past_its_review_window_as_the_get_reads_it(hitl):
+    """``proposals(status=...)`` and ``get`` read one past its window alike: waiting, its
+    window closed, until the expiry sweep expires it (no read does), then expired, as its
+    feedback says."""
     late, waiting = propose_reallocation(hitl), propose_reallocation(hitl)
     ProposalRow.objects.filter(pk=late.id).update(
         review_expires_at=django_now() - timedelta(seconds=1)
     )
+
+    listed = list(hitl.proposals(status="pending_review"))
+    assert [p.id for p in listed] == [waiting.id, late.id]
+    assert listed[1].review_expires_at < datetime.now(listed[1].review_expires_at.tzinfo)
+    assert hitl.get(late.id).status == "pending_review"
+    assert list(hitl.proposals(status="expired")) == []
+
+    assert proposals_expire_overdue() == 1
 
     assert [p.id for p in hitl.proposals(status="pending_review")] == [waiting.id]
     [expired] = hitl.proposals(status="expired")

@@ -65,6 +65,8 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
             "id": Feedback.objects.get().pk,
             "proposal": proposal.pk,
             "action_type": "creative_deployment",
+            "summary": "deploy 1 creative to display-retarget",
+            "external_ref": "",
             "kind": "approved_with_edits",
             "reason_code": "",
             "note": "No promises we cannot keep.",
