@@ -11,7 +11,13 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from approvals.models import Agent, Proposal
-from notifications.models import Notification, NotificationKind, ReachedBy
+from notifications.models import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+    ReachedBy,
+)
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, wait_until
 from tests.slack_fake import shown_text
@@ -28,7 +34,19 @@ RETRY_PAST = (
 
 
 def posted(slack) -> tuple[str, str]:
+    """Where the operator's message is, once the platform has recorded it sent: Slack has it
+    a moment before its record says so, and a change in that moment finds no message to
+    redraw."""
     wait_until(lambda: slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
+    wait_until(
+        lambda: (
+            Notification.objects.filter(
+                channel=NotificationChannel.SLACK, status=NotificationStatus.SENT
+            )
+            .exclude(slack_ts="")
+            .exists()
+        )
+    )
     return wait_until(lambda: next(iter(slack.messages), None))
 
 
