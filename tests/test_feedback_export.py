@@ -55,6 +55,14 @@ def lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def page_and_optimizers_month(client) -> tuple[str, object]:
+    """The export's page as ``client`` opens it, and the file of optimizer's last 30 days."""
+    today = timezone.localdate()
+    page = client.get(EXPORT).text
+    period = {"since": today - timedelta(days=30), "until": today + timedelta(1)}
+    return page, client.get(EXPORT, {"agent": "optimizer", **period})
+
+
 def test_an_operators_edit_to_a_creative_is_in_the_export_as_a_diff(login, decided):
     creative, rejected = decided
     today = timezone.localdate()
@@ -210,14 +218,7 @@ def test_the_export_page_says_a_proposal_nobody_decided_is_in_it_and_it_is(login
     proposal_execute(proposal_id=first.pk)  # brand-search's budget moves: budget_set ends
     budget_set.refresh_from_db()
     assert budget_set.status == "superseded"
-    client = login("auditor")
-    today = timezone.localdate()
-
-    page = client.get(EXPORT).text
-    response = client.get(
-        EXPORT,
-        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
-    )
+    page, response = page_and_optimizers_month(login("auditor"))
 
     covers = " ".join(page.split('id="export-covers">')[1].split("</p>")[0].split())
     assert covers.startswith(
@@ -322,14 +323,7 @@ def test_a_proposal_whose_outcome_only_its_agent_reported_is_in_the_export(
     proposal_execute(proposal_id=earlier.pk)
     optimizer.post(f"/api/v1/proposals/{earlier.pk}/outcome/", measured, format="json")
     Outcome.objects.filter(proposal=earlier).update(created_at=timezone.now() - timedelta(days=60))
-    client = login("auditor")
-    today = timezone.localdate()
-
-    page = client.get(EXPORT).text
-    response = client.get(
-        EXPORT,
-        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
-    )
+    page, response = page_and_optimizers_month(login("auditor"))
 
     covers = " ".join(page.split('id="export-covers">')[1].split("</p>")[0].split())
     assert "or whose outcome was reported, by a person or by the agent" in covers
@@ -360,14 +354,7 @@ def test_the_page_says_what_label_an_expired_and_a_superseded_proposal_get_and_t
     assert proposals_expire_overdue() == 1
     proposal_approve(proposal_id=first.pk, reviewer=operator)
     proposal_execute(proposal_id=first.pk)  # brand-search's budget moves: superseded ends
-    client = login("auditor")
-    today = timezone.localdate()
-
-    page = client.get(EXPORT).text
-    response = client.get(
-        EXPORT,
-        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
-    )
+    page, response = page_and_optimizers_month(login("auditor"))
 
     covers = " ".join(re.sub(r"<[^>]+>", "", page.split('id="export-covers">')[1]).split())
     covers = covers.split("): what the agent proposed")[0]
